@@ -1,0 +1,292 @@
+"""Library code for Assignment 3: receptive fields, the spoken-digit data, models, training."""
+from __future__ import annotations
+
+import hashlib
+import os
+import re
+import shutil
+import tarfile
+import tempfile
+import urllib.error
+import urllib.request
+import zlib
+from pathlib import Path
+
+import matplotlib.pyplot as plt
+import numpy as np
+import torch
+from scipy.io import wavfile
+from torch import nn
+
+# Fast mode (A3_FAST=1) shrinks the epochs so the tests can run the whole notebook quickly.
+FAST = os.environ.get("A3_FAST", "0") == "1"
+
+
+def epochs(full: int, fast: int = 1) -> int:
+    """Number of epochs to train: `full` normally, `fast` when A3_FAST=1."""
+    return fast if FAST else full
+
+
+# -----------------------------------------------------------------------------
+# 3.1-3.4 Receptive fields (the assignment's given helpers)
+
+def show_image(img: torch.Tensor, title: str | None = None, new_figure: bool = True) -> None:
+    """Show a 2-D image with pixel numbers and grid lines."""
+    if new_figure:
+        plt.figure(figsize=(5, 5))
+    plt.imshow(img, interpolation="none", aspect="equal", cmap="gray")
+    ax = plt.gca()
+    # plot pixel numbers and grid lines
+    ax.set_xticks(np.arange(0, img.shape[1], 1))
+    ax.set_yticks(np.arange(0, img.shape[0], 1))
+    ax.set_xticklabels(np.arange(0, img.shape[1], 1))
+    ax.set_yticklabels(np.arange(0, img.shape[0], 1))
+    ax.set_xticks(np.arange(-.5, img.shape[1], 1), minor=True)
+    ax.set_yticks(np.arange(-.5, img.shape[0], 1), minor=True)
+    ax.grid(which="minor", color="gray", linestyle="-", linewidth=1.5)
+    # hide axis outline
+    for spine in ax.spines.values():
+        spine.set_visible(False)
+    if title is not None:
+        plt.title(title)
+
+
+def fill_weights_with_ones(network: nn.Module) -> nn.Module:
+    """Set all weights in the network to one and all biases to zero."""
+    for name, param in network.named_parameters():
+        if "weight" in name:
+            param.data = torch.ones_like(param.data)
+        elif "bias" in name:
+            param.data = torch.zeros_like(param.data)
+    return network
+
+
+def compute_receptive_field(network: nn.Sequential, input_size=(15, 15),
+                            binary: bool = True) -> list[torch.Tensor]:
+    """Gradient of one central output pixel with respect to every layer's input."""
+    assert isinstance(network, torch.nn.Sequential), "This only works with torch.nn.Sequential networks."
+    for layer in network:
+        if not isinstance(layer, (torch.nn.Conv2d, torch.nn.AvgPool2d)):
+            raise Exception("Sorry, this visualisation only works for Conv2d and AvgPool2d layers.")
+
+    # initialize weights to ones, biases to zeros
+    fill_weights_with_ones(network)
+
+    # find the number of input channels of the first convolution
+    input_channels = None
+    for layer in network:
+        if isinstance(layer, torch.nn.Conv2d) and input_channels is None:
+            input_channels = layer.in_channels
+    if input_channels is None:
+        input_channels = 1
+
+    # forward pass, keeping every intermediate value: x is [samples, channels, rows, columns]
+    x = torch.zeros(1, input_channels, *input_size)
+    x.requires_grad = True
+    y = x
+    y.retain_grad()
+    ys = [y]
+    for layer in network:
+        y = layer(y)
+        y.retain_grad()
+        ys.append(y)
+
+    # backward pass from a single one in the middle of the output (channel 0)
+    y_grad = torch.zeros_like(y)
+    y_grad[0, 0, (y_grad.shape[2] - 1) // 2, (y_grad.shape[3] - 1) // 2] = 1
+    y.backward(y_grad)
+
+    # the gradient at each layer is the receptive field in that layer
+    receptive_fields = []
+    for y in ys:
+        receptive_field = y.grad
+        if binary:
+            receptive_field = receptive_field > 0
+        receptive_fields.append(receptive_field)
+    return receptive_fields
+
+
+def plot_receptive_field(network: nn.Sequential, input_size=(15, 15), binary: bool = True) -> None:
+    """Plot the receptive field of one output pixel at the input of every layer."""
+    receptive_fields = compute_receptive_field(network, input_size, binary)
+    plt.figure(figsize=(4 * len(receptive_fields), 4))
+    for idx, receptive_field in enumerate(receptive_fields):
+        plt.subplot(1, len(receptive_fields), idx + 1)
+        rows, cols = receptive_field.shape[2], receptive_field.shape[3]
+        if idx == len(receptive_fields) - 1:
+            plot_title = "output (%dx%d)" % (rows, cols)
+        else:
+            plot_title = "layer %d input (%dx%d)" % (idx, rows, cols)
+        # plot the image with the receptive field (sample 0, channel 0)
+        show_image(receptive_field[0, 0], new_figure=False, title=plot_title)
+        if not binary:
+            plt.colorbar(fraction=0.047 * rows / cols)
+
+
+def receptive_field_size(network: nn.Sequential, input_size=(15, 15), binary: bool = True) -> torch.Tensor:
+    """Number of input pixels that one central output pixel depends on."""
+    receptive_fields = compute_receptive_field(network, input_size, binary)
+    return torch.count_nonzero(torch.flatten(receptive_fields[0][0, 0]))
+
+
+def parameter_count(network: nn.Module) -> int:
+    """Total number of elements in the network's parameters (weights and biases)."""
+    return sum(param.numel() for param in network.parameters())
+
+
+def print_parameter_count(network: nn.Module) -> None:
+    """Print the number of parameters of the network."""
+    print("%d parameters" % parameter_count(network))
+
+
+# -----------------------------------------------------------------------------
+# 3.5 Free Spoken Digit Dataset: download
+
+FSDD_VERSION = "1.0.10"
+FSDD_URL = ("https://github.com/Jakobovski/free-spoken-digit-dataset/archive/refs/tags/"
+            f"v{FSDD_VERSION}.tar.gz")
+FSDD_NUM_FILES = 3000
+# sha256 over the sorted lines "{file name} {sha256 of the file}\n" of all recordings:
+# it checks the content, so a re-compressed archive of the same tag still verifies.
+FSDD_RECORDINGS_SHA256 = "dbd573d7cafe79c4b49f65718115e1304e24e067fa39eff18a660dc6cb9c360f"
+_COMPLETE_MARKER = ".complete"
+_OFFLINE_HINT = (f"Offline? Point FSDD_SOURCE at a copy of the archive (a local path or URL), e.g.\n"
+                 f"  FSDD_SOURCE=/path/to/free-spoken-digit-dataset-{FSDD_VERSION}.tar.gz ./export_pdf.sh\n"
+                 f"or pass download_fsdd(source=...). The archive is {FSDD_URL}")
+
+
+class FSDDError(RuntimeError):
+    """The spoken-digit data could not be downloaded, verified or read."""
+
+
+def recordings_digest(folder: Path) -> str:
+    """Content checksum of the .wav files in `folder` (see FSDD_RECORDINGS_SHA256)."""
+    total = hashlib.sha256()
+    for wav in sorted(Path(folder).glob("*.wav")):
+        total.update(f"{wav.name} {hashlib.sha256(wav.read_bytes()).hexdigest()}\n".encode())
+    return total.hexdigest()
+
+
+def download_fsdd(data_dir: str | os.PathLike = "data", source: str | os.PathLike | None = None) -> Path:
+    """Download FSDD into `data_dir` once; return the folder that holds its 3,000 wavs.
+
+    `source` (or the environment variable FSDD_SOURCE) may be a URL or a local archive;
+    the default is GitHub's archive of tag v1.0.10. The download is verified and atomic.
+    """
+    recordings = Path(data_dir) / f"free-spoken-digit-dataset-{FSDD_VERSION}" / "recordings"
+    if (recordings / _COMPLETE_MARKER).is_file():
+        return recordings
+    if recordings.parent.exists():
+        raise FSDDError(f"{recordings.parent} exists but is not a complete download (no "
+                        f"{_COMPLETE_MARKER} marker). It was left untouched: move or delete it, "
+                        "then run again.")
+    source = str(source or os.environ.get("FSDD_SOURCE") or FSDD_URL)
+    Path(data_dir).mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(dir=data_dir, prefix=".fsdd-download-") as tmp:
+        archive = _fetch(source, Path(tmp))
+        staged = Path(tmp) / recordings.parent.name / "recordings"
+        _extract_recordings(archive, staged)
+        _verify_recordings(staged, source)
+        (staged / _COMPLETE_MARKER).write_text(FSDD_RECORDINGS_SHA256 + "\n")
+        os.replace(staged.parent, recordings.parent)  # atomic on one file system
+    return recordings
+
+
+def _fetch(source: str, tmp: Path) -> Path:
+    """Return a local path to the archive at `source`, downloading it into `tmp` if it is a URL."""
+    if not re.match(r"^[a-z][a-z0-9+.-]*://", source):
+        path = Path(source).expanduser()
+        if not path.is_file():
+            raise FSDDError(f"FSDD archive {path} does not exist. Set FSDD_SOURCE to the path or URL "
+                            f"of free-spoken-digit-dataset-{FSDD_VERSION}.tar.gz.")
+        return path
+    from tqdm.auto import tqdm
+
+    target = tmp / "fsdd.tar.gz"
+    try:
+        with urllib.request.urlopen(source, timeout=30) as response, open(target, "wb") as out:
+            size = int(response.headers.get("Content-Length") or 0) or None
+            with tqdm(total=size, unit="B", unit_scale=True, desc="Downloading FSDD") as bar:
+                while chunk := response.read(1 << 16):
+                    out.write(chunk)
+                    bar.update(len(chunk))
+    except (urllib.error.URLError, OSError) as err:
+        raise FSDDError(f"Could not download the FSDD archive from {source}: {err}\n{_OFFLINE_HINT}") from err
+    if size is not None and target.stat().st_size != size:
+        raise FSDDError(f"The download from {source} was interrupted ({target.stat().st_size} of {size} "
+                        "bytes). Run again.")
+    return target
+
+
+def _extract_recordings(archive: Path, staged: Path) -> None:
+    """Extract the archive's recordings/*.wav into `staged`, refusing unsafe members."""
+    staged.mkdir(parents=True)
+    try:
+        with tarfile.open(archive, "r:*") as tar:
+            for member in tar:
+                parts = Path(member.name).parts
+                if member.name.startswith(("/", "\\")) or ".." in parts:
+                    raise FSDDError(f"Refusing unsafe member {member.name!r} in archive {archive}: "
+                                    "it would be written outside the data folder. Use the genuine "
+                                    "FSDD archive.")
+                if len(parts) >= 2 and parts[-2] == "recordings" and parts[-1].endswith(".wav"):
+                    if not member.isfile():
+                        raise FSDDError(f"Refusing non-regular member {member.name!r} in archive {archive}.")
+                    with tar.extractfile(member) as src, open(staged / parts[-1], "wb") as dst:
+                        shutil.copyfileobj(src, dst)
+    except (tarfile.TarError, EOFError, OSError, zlib.error) as err:
+        raise FSDDError(f"The FSDD archive {archive} is corrupt or not a .tar.gz ({err}). "
+                        "Delete it and download again, or point FSDD_SOURCE at a good copy.") from err
+
+
+def _verify_recordings(folder: Path, source: str) -> None:
+    """Check the number of recordings and their content checksum."""
+    count = len(list(folder.glob("*.wav")))
+    if count != FSDD_NUM_FILES:
+        raise FSDDError(f"The archive from {source} holds {count} recordings, expected "
+                        f"{FSDD_NUM_FILES}. Use the v{FSDD_VERSION} archive of FSDD.")
+    digest = recordings_digest(folder)
+    if digest != FSDD_RECORDINGS_SHA256:
+        raise FSDDError(f"The recordings from {source} fail the checksum ({digest}); the archive "
+                        f"is damaged or not v{FSDD_VERSION}. Download it again.")
+
+
+# -----------------------------------------------------------------------------
+# 3.5 Free Spoken Digit Dataset: loading
+
+SAMPLE_RATE = 8000  # Hz; every FSDD recording uses it
+FILE_NAME = re.compile(r"^(?P<digit>\d)_(?P<speaker>[A-Za-z]+)_(?P<index>\d+)\.wav$")
+
+
+def load_waveform(file: str | os.PathLike, size: int = 6000) -> np.ndarray:
+    """First `size` samples of a wav (zero-padded), as float32 standardized to mean 0, std 1."""
+    samplerate, waveform = wavfile.read(file)
+    waveform = np.pad(waveform.astype(np.float32), (0, size))[:size]
+    return (waveform - waveform.mean()) / (waveform.std() + 1e-8)
+
+
+def parse_file_name(file: str | os.PathLike) -> tuple[int, str, int]:
+    """(digit, speaker, index) from a name like '7_jackson_32.wav'."""
+    match = FILE_NAME.match(Path(file).name)
+    if match is None:
+        raise ValueError(f"{file}: expected a name like '7_jackson_32.wav' ({{digit}}_{{speaker}}_{{index}}.wav).")
+    return int(match["digit"]), match["speaker"], int(match["index"])
+
+
+class SpokenDigits(torch.utils.data.Dataset):
+    """FSDD waveforms as (1, 6000) float tensors with digit labels, in sorted file order."""
+
+    def __init__(self, data_dir: str | os.PathLike, size: int = 6000):
+        self.files = sorted(Path(data_dir).glob("*.wav"))
+        parsed = [parse_file_name(f) for f in self.files]
+        self.speakers = [speaker for _, speaker, _ in parsed]
+        self.indices = [index for _, _, index in parsed]
+        x = np.stack([load_waveform(f, size) for f in self.files])
+        self.x = torch.from_numpy(x).unsqueeze(1)  # (N, 1, size)
+        self.y = torch.tensor([digit for digit, _, _ in parsed])  # (N,)
+
+    def __len__(self) -> int:
+        return len(self.x)
+
+    def __getitem__(self, idx: int) -> tuple[torch.Tensor, torch.Tensor]:
+        return self.x[idx], self.y[idx]

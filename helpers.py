@@ -258,11 +258,21 @@ SAMPLE_RATE = 8000  # Hz; every FSDD recording uses it
 FILE_NAME = re.compile(r"^(?P<digit>\d)_(?P<speaker>[A-Za-z]+)_(?P<index>\d+)\.wav$")
 
 
-def load_waveform(file: str | os.PathLike, size: int = 6000) -> np.ndarray:
-    """First `size` samples of a wav (zero-padded), as float32 standardized to mean 0, std 1."""
+def read_wav(file: str | os.PathLike) -> np.ndarray:
+    """Samples of a wav file as float32 in [-1, 1]."""
     samplerate, waveform = wavfile.read(file)
-    waveform = np.pad(waveform.astype(np.float32), (0, size))[:size]
+    return waveform.astype(np.float32) / 32768
+
+
+def normalize(waveform: np.ndarray) -> np.ndarray:
+    """Standardize one recording to mean 0 and standard deviation 1."""
     return (waveform - waveform.mean()) / (waveform.std() + 1e-8)
+
+
+def load_waveform(file: str | os.PathLike, size: int = 6000) -> np.ndarray:
+    """First `size` samples of a wav file, zero-padded and normalized."""
+    waveform = np.pad(read_wav(file), (0, size))[:size]
+    return normalize(waveform)
 
 
 def parse_file_name(file: str | os.PathLike) -> tuple[int, str, int]:

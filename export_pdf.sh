@@ -1,0 +1,24 @@
+#!/usr/bin/env bash
+# Run assignment3.ipynb top to bottom (saving its outputs in the notebook) and write assignment3.pdf.
+# A3_FAST=1 ./export_pdf.sh runs the quick version into build/ and writes assignment3-fast.pdf,
+# leaving the notebook as it is. Offline: FSDD_SOURCE=/path/to/archive.tar.gz ./export_pdf.sh
+set -euo pipefail
+cd "$(dirname "$0")"
+source scripts/env.sh
+# LaTeX route of nbconvert: pandoc, xelatex (+ fonts and packages), rsvg-convert for d2l's SVG plots
+ensure_system_packages pandoc texlive-xetex texlive-fonts-recommended texlive-plain-generic \
+  lmodern librsvg2-bin
+ensure_venv
+.venv/bin/python -c "import helpers; helpers.download_fsdd()"
+
+nbconvert=(.venv/bin/jupyter nbconvert --config scripts/nbconvert_config.py)
+if [ "${A3_FAST:-0}" = "1" ]; then
+  mkdir -p build
+  "${nbconvert[@]}" --to notebook --execute assignment3.ipynb --output-dir build --output assignment3-fast
+  "${nbconvert[@]}" --to pdf build/assignment3-fast.ipynb --output-dir . --output assignment3-fast
+  echo "Wrote assignment3-fast.pdf (fast mode; the notebook was not changed)"
+else
+  "${nbconvert[@]}" --to notebook --execute --inplace assignment3.ipynb
+  "${nbconvert[@]}" --to pdf assignment3.ipynb --output assignment3
+  echo "Wrote assignment3.pdf and saved the outputs into assignment3.ipynb"
+fi

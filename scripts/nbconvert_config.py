@@ -1,0 +1,7 @@
+"""nbconvert settings for export_pdf.sh."""
+c = get_config()  # noqa: F821 (provided by traitlets when the config file is loaded)
+
+# Run the notebook from the repository root, with no time limit per cell.
+c.ExecutePreprocessor.timeout = None
+# d2l draws SVG figures; convert them for LaTeX with rsvg-convert instead of Inkscape.
+c.SVG2PDFPreprocessor.command = ["rsvg-convert", "-f", "pdf", "-o", "{to_filename}", "{from_filename}"]

@@ -191,8 +191,8 @@ def receptive_field_table(network: nn.Sequential, input_size) -> list[LayerField
             d, pad = _per_axis(getattr(layer, "dilation", 1), dims), _per_axis(layer.padding, dims)
             span = tuple(di * (ki - 1) for ki, di in zip(k, d))  # k_eff - 1
             p = tuple(0 if pi == "valid" else sp // 2 if pi == "same" else pi for pi, sp in zip(pad, span))
-            size = tuple(n if pi == "same" else (n + 2 * pi - sp - 1) // si + 1
-                         for n, pi, sp, si in zip(size, pad, span, s))
+            size = tuple(n if pi == "same" else (n + 2 * pn - sp - 1) // si + 1
+                         for n, pi, pn, sp, si in zip(size, pad, p, span, s))
             if min(size) < 1:
                 raise ValueError(f"{type(layer).__name__} gets an input smaller than its kernel")
             offsets = tuple(tuple(sorted({o + t * di * j for o in axis for t in range(ki)}))

@@ -187,6 +187,9 @@ def test_pointwise_layers_and_same_padding_keep_the_field():
     assert tuple(plain(torch.zeros(1, 1, 11)).shape[2:]) == (11,)
     assert helpers.receptive_field_table(with_relu, (11,))[2] == fields[1]
     assert fields[-1].size == (9,)
+    valid = nn.Sequential(nn.Conv2d(1, 1, 3, padding="valid"))
+    assert helpers.receptive_field_table(valid, (15, 15)) == helpers.receptive_field_table(
+        nn.Sequential(nn.Conv2d(1, 1, 3)), (15, 15))
 
 
 def test_unsupported_layers_are_rejected():

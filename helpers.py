@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import hashlib
+import math
 import os
 import re
 import shutil
@@ -10,6 +11,7 @@ import tempfile
 import urllib.error
 import urllib.request
 import zlib
+from dataclasses import dataclass
 from pathlib import Path
 
 import matplotlib.pyplot as plt
@@ -61,26 +63,25 @@ def fill_weights_with_ones(network: nn.Module) -> nn.Module:
     return network
 
 
+_GRADIENT_LAYERS = (nn.Conv1d, nn.Conv2d, nn.AvgPool1d, nn.AvgPool2d)
+
+
 def compute_receptive_field(network: nn.Sequential, input_size=(15, 15),
                             binary: bool = True) -> list[torch.Tensor]:
-    """Gradient of one central output pixel with respect to every layer's input."""
+    """Gradient of one central output pixel (channel 0) with respect to every layer's input (1-D or 2-D)."""
     assert isinstance(network, torch.nn.Sequential), "This only works with torch.nn.Sequential networks."
     for layer in network:
-        if not isinstance(layer, (torch.nn.Conv2d, torch.nn.AvgPool2d)):
-            raise Exception("Sorry, this visualisation only works for Conv2d and AvgPool2d layers.")
+        if not isinstance(layer, _GRADIENT_LAYERS):
+            raise Exception("Sorry, this visualisation only works for Conv1d/2d and AvgPool1d/2d layers.")
 
     # initialize weights to ones, biases to zeros
     fill_weights_with_ones(network)
 
-    # find the number of input channels of the first convolution
-    input_channels = None
-    for layer in network:
-        if isinstance(layer, torch.nn.Conv2d) and input_channels is None:
-            input_channels = layer.in_channels
-    if input_channels is None:
-        input_channels = 1
+    # the number of input channels of the first convolution
+    convs = [layer for layer in network if isinstance(layer, (nn.Conv1d, nn.Conv2d))]
+    input_channels = convs[0].in_channels if convs else 1
 
-    # forward pass, keeping every intermediate value: x is [samples, channels, rows, columns]
+    # forward pass, keeping every intermediate value: x is [samples, channels, *positions]
     x = torch.zeros(1, input_channels, *input_size)
     x.requires_grad = True
     y = x
@@ -93,7 +94,7 @@ def compute_receptive_field(network: nn.Sequential, input_size=(15, 15),
 
     # backward pass from a single one in the middle of the output (channel 0)
     y_grad = torch.zeros_like(y)
-    y_grad[0, 0, (y_grad.shape[2] - 1) // 2, (y_grad.shape[3] - 1) // 2] = 1
+    y_grad[(0, 0) + tuple((n - 1) // 2 for n in y.shape[2:])] = 1
     y.backward(y_grad)
 
     # the gradient at each layer is the receptive field in that layer
@@ -137,6 +138,93 @@ def parameter_count(network: nn.Module) -> int:
 def print_parameter_count(network: nn.Module) -> None:
     """Print the number of parameters of the network."""
     print("%d parameters" % parameter_count(network))
+
+
+def receptive_field_extent(network: nn.Sequential, input_size=(15, 15)) -> tuple[int, ...]:
+    """Bounding-box size, per axis, of the input pixels one central output pixel depends on."""
+    where = compute_receptive_field(network, input_size)[0][0, 0].nonzero()
+    return tuple((where.max(0).values - where.min(0).values + 1).tolist())
+
+
+# Analytic receptive fields: per axis, a unit after a layer sees the input offsets
+# {s + t * d * j_in : s in offsets_in, t < k}, so r_out = r_in + (d * (k - 1)) * j_in,
+# j_out = j_in * stride and out = (n + 2p - d * (k - 1) - 1) // stride + 1.
+
+_FIELD_LAYERS = {nn.Conv1d: 1, nn.AvgPool1d: 1, nn.MaxPool1d: 1, nn.Conv2d: 2, nn.AvgPool2d: 2, nn.MaxPool2d: 2}
+_POINTWISE_LAYERS = (nn.Identity, nn.ReLU, nn.Sigmoid, nn.Tanh, nn.Dropout, nn.BatchNorm1d, nn.BatchNorm2d)
+
+
+@dataclass(frozen=True)
+class LayerField:
+    """Receptive field of one output unit after a layer, per spatial axis."""
+    layer: str
+    size: tuple[int, ...]  # extent r of the field, in input pixels
+    jump: tuple[int, ...]  # input pixels between neighbouring output units (product of strides)
+    start: tuple[int, ...]  # input position where the field of output unit 0 starts (<0: padding)
+    output: tuple[int, ...]  # output size
+    offsets: tuple[tuple[int, ...], ...]  # input offsets, within the extent, the unit depends on
+
+    @property
+    def pixels(self) -> int:
+        """Number of input pixels the unit depends on (less than the extent when dilated)."""
+        return math.prod(len(axis) for axis in self.offsets)
+
+
+def _per_axis(value, dims: int) -> tuple:
+    """An int or tuple layer argument as one value per axis."""
+    return (value,) * dims if isinstance(value, (int, str)) else tuple(value)
+
+
+def receptive_field_table(network: nn.Sequential, input_size) -> list[LayerField]:
+    """Analytic receptive field, jump and output size after every layer of a conv/pool stack."""
+    dims = len(input_size)
+    size, offsets = tuple(input_size), tuple((0,) for _ in input_size)
+    jump, start = (1,) * dims, (0,) * dims
+    table = []
+    for layer in network:
+        if not isinstance(layer, _POINTWISE_LAYERS):
+            if _FIELD_LAYERS.get(type(layer)) != dims:
+                raise TypeError(f"{type(layer).__name__} is not a {dims}-D convolution or pooling layer")
+            if getattr(layer, "ceil_mode", False):
+                raise ValueError("ceil_mode pooling is not supported")
+            k, s = _per_axis(layer.kernel_size, dims), _per_axis(layer.stride, dims)
+            d, pad = _per_axis(getattr(layer, "dilation", 1), dims), _per_axis(layer.padding, dims)
+            span = tuple(di * (ki - 1) for ki, di in zip(k, d))  # k_eff - 1
+            p = tuple(0 if pi == "valid" else sp // 2 if pi == "same" else pi for pi, sp in zip(pad, span))
+            size = tuple(n if pi == "same" else (n + 2 * pn - sp - 1) // si + 1
+                         for n, pi, pn, sp, si in zip(size, pad, p, span, s))
+            if min(size) < 1:
+                raise ValueError(f"{type(layer).__name__} gets an input smaller than its kernel")
+            offsets = tuple(tuple(sorted({o + t * di * j for o in axis for t in range(ki)}))
+                            for axis, ki, di, j in zip(offsets, k, d, jump))
+            start = tuple(b - pi * j for b, pi, j in zip(start, p, jump))
+            jump = tuple(j * si for j, si in zip(jump, s))
+        table.append(LayerField(type(layer).__name__, tuple(axis[-1] + 1 for axis in offsets),
+                                jump, start, size, offsets))
+    return table
+
+
+def _shape(values: tuple[int, ...]) -> str:
+    """A size tuple written as 9x9."""
+    return "x".join(str(v) for v in values)
+
+
+def print_receptive_field_table(network: nn.Sequential, input_size) -> None:
+    """Print the analytic receptive field, jump and output size after every layer."""
+    for idx, field in enumerate(receptive_field_table(network, input_size)):
+        print(f"after layer {idx} ({field.layer}): receptive field {_shape(field.size)} "
+              f"({field.pixels} pixels), jump {_shape(field.jump)}, output {_shape(field.output)}")
+
+
+def network_summary(networks: dict[str, nn.Sequential], input_size) -> str:
+    """Markdown table with the layers, parameters, output size and receptive field of each network."""
+    rows = ["| Method | Layers | Parameters | Output size | Receptive field |",
+            "| --- | --- | --- | --- | --- |"]
+    for name, network in networks.items():
+        field = receptive_field_table(network, input_size)[-1]
+        rows.append(f"| {name} | {len(network)} | {parameter_count(network)} | {_shape(field.output)} "
+                    f"| {_shape(field.size)} ({receptive_field_size(network, input_size)} pixels) |")
+    return "\n".join(rows)
 
 
 # -----------------------------------------------------------------------------

@@ -1,14 +1,11 @@
 """Receptive fields (3.1-3.4): the analytic calculator agrees with the gradient method."""
-import sys
-from pathlib import Path
 
 import pytest
 import torch
 from hypothesis import given, settings, strategies as st
 from torch import nn
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-import helpers  # noqa: E402
+import helpers
 
 torch.set_num_threads(1)
 

@@ -8,6 +8,7 @@ import re
 import shutil
 import tarfile
 import tempfile
+import time
 import urllib.error
 import urllib.request
 import zlib
@@ -17,8 +18,11 @@ from pathlib import Path
 import matplotlib.pyplot as plt
 import numpy as np
 import torch
+from d2l import torch as d2l
+from python_speech_features import mfcc
 from scipy.io import wavfile
 from torch import nn
+from torch.nn import functional as F
 
 # Fast mode (A3_FAST=1) shrinks the epochs so the tests can run the whole notebook quickly.
 FAST = os.environ.get("A3_FAST", "0") == "1"
@@ -352,15 +356,28 @@ def read_wav(file: str | os.PathLike) -> np.ndarray:
     return waveform.astype(np.float32) / 32768
 
 
-def normalize(waveform: np.ndarray) -> np.ndarray:
-    """Standardize one recording to mean 0 and standard deviation 1."""
-    return (waveform - waveform.mean()) / (waveform.std() + 1e-8)
+NORMALIZATIONS = ("standardize", "peak", "unit", "none")
 
 
-def load_waveform(file: str | os.PathLike, size: int = 6000) -> np.ndarray:
+def normalize(waveform: np.ndarray, method: str = "standardize") -> np.ndarray:
+    """Rescale recordings in [-1, 1] (last axis): 'standardize' (mean 0, std 1), 'peak'
+    (max |x| = 1), 'unit' ([0, 1]) or 'none' (keep [-1, 1], i.e. int16 / 32768)."""
+    if method == "standardize":
+        mean, std = waveform.mean(-1, keepdims=True), waveform.std(-1, keepdims=True)
+        return (waveform - mean) / (std + 1e-8)
+    if method == "peak":
+        return waveform / (np.abs(waveform).max(-1, keepdims=True) + 1e-8)
+    if method == "unit":
+        return (waveform + 1) / 2
+    if method == "none":
+        return waveform
+    raise ValueError(f"unknown normalization {method!r}; expected one of {NORMALIZATIONS}")
+
+
+def load_waveform(file: str | os.PathLike, size: int = 6000, method: str = "standardize") -> np.ndarray:
     """First `size` samples of a wav file, zero-padded and normalized."""
     waveform = np.pad(read_wav(file), (0, size))[:size]
-    return normalize(waveform)
+    return normalize(waveform, method)
 
 
 def parse_file_name(file: str | os.PathLike) -> tuple[int, str, int]:
@@ -388,3 +405,310 @@ class SpokenDigits(torch.utils.data.Dataset):
 
     def __getitem__(self, idx: int) -> tuple[torch.Tensor, torch.Tensor]:
         return self.x[idx], self.y[idx]
+
+
+# -----------------------------------------------------------------------------
+# 3.6-3.9 Models
+
+def build_net() -> nn.Sequential:
+    """3.6(a): four conv+ReLU+AvgPool blocks (1->4->8->16->32 channels, kernel 5), three linear layers."""
+    return nn.Sequential(
+        nn.Conv1d(1, 4, kernel_size=5), nn.ReLU(),
+        nn.AvgPool1d(kernel_size=2, stride=2),
+        nn.Conv1d(4, 8, kernel_size=5), nn.ReLU(),
+        nn.AvgPool1d(kernel_size=2, stride=2),
+        nn.Conv1d(8, 16, kernel_size=5), nn.ReLU(),
+        nn.AvgPool1d(kernel_size=2, stride=2),
+        nn.Conv1d(16, 32, kernel_size=5), nn.ReLU(),
+        nn.AvgPool1d(kernel_size=2, stride=2),
+        nn.Flatten(),
+        nn.Linear(11872, 128), nn.ReLU(),
+        nn.Linear(128, 64), nn.ReLU(),
+        nn.Linear(64, 10))
+
+
+def build_net_dropout(p: float = 0.5) -> nn.Sequential:
+    """3.8(a): the 3.6(a) network with dropout after both hidden linear layers (as in d2l's AlexNet)."""
+    return nn.Sequential(
+        nn.Conv1d(1, 4, kernel_size=5), nn.ReLU(),
+        nn.AvgPool1d(kernel_size=2, stride=2),
+        nn.Conv1d(4, 8, kernel_size=5), nn.ReLU(),
+        nn.AvgPool1d(kernel_size=2, stride=2),
+        nn.Conv1d(8, 16, kernel_size=5), nn.ReLU(),
+        nn.AvgPool1d(kernel_size=2, stride=2),
+        nn.Conv1d(16, 32, kernel_size=5), nn.ReLU(),
+        nn.AvgPool1d(kernel_size=2, stride=2),
+        nn.Flatten(),
+        nn.Linear(11872, 128), nn.ReLU(), nn.Dropout(p),
+        nn.Linear(128, 64), nn.ReLU(), nn.Dropout(p),
+        nn.Linear(64, 10))
+
+
+def build_net_batchnorm() -> nn.Sequential:
+    """3.8(c): the 3.6(a) network with batch norm after every convolution and hidden linear layer."""
+    return nn.Sequential(
+        nn.Conv1d(1, 4, kernel_size=5), nn.BatchNorm1d(4), nn.ReLU(),
+        nn.AvgPool1d(kernel_size=2, stride=2),
+        nn.Conv1d(4, 8, kernel_size=5), nn.BatchNorm1d(8), nn.ReLU(),
+        nn.AvgPool1d(kernel_size=2, stride=2),
+        nn.Conv1d(8, 16, kernel_size=5), nn.BatchNorm1d(16), nn.ReLU(),
+        nn.AvgPool1d(kernel_size=2, stride=2),
+        nn.Conv1d(16, 32, kernel_size=5), nn.BatchNorm1d(32), nn.ReLU(),
+        nn.AvgPool1d(kernel_size=2, stride=2),
+        nn.Flatten(),
+        nn.Linear(11872, 128), nn.BatchNorm1d(128), nn.ReLU(),
+        nn.Linear(128, 64), nn.BatchNorm1d(64), nn.ReLU(),
+        nn.Linear(64, 10))
+
+
+class Residual(nn.Module):
+    """d2l's residual block (8.6) in 1-D: two kernel-5 convolutions with batch norm, plus a shortcut
+    that is a 1x1 convolution when `use_1x1conv` (needed where the channels or the stride change)."""
+
+    def __init__(self, in_channels: int, num_channels: int, use_1x1conv: bool = False, strides: int = 1):
+        super().__init__()
+        self.conv1 = nn.Conv1d(in_channels, num_channels, kernel_size=5, padding=2, stride=strides)
+        self.conv2 = nn.Conv1d(num_channels, num_channels, kernel_size=5, padding=2)
+        self.conv3 = nn.Conv1d(in_channels, num_channels, kernel_size=1, stride=strides) if use_1x1conv else None
+        self.bn1 = nn.BatchNorm1d(num_channels)
+        self.bn2 = nn.BatchNorm1d(num_channels)
+
+    def forward(self, X: torch.Tensor) -> torch.Tensor:
+        Y = F.relu(self.bn1(self.conv1(X)))
+        Y = self.bn2(self.conv2(Y))
+        if self.conv3 is not None:
+            X = self.conv3(X)
+        return F.relu(Y + X)
+
+
+def shape_trace(net: nn.Sequential, input_shape: tuple[int, ...]) -> list[tuple[str, tuple[int, ...]]]:
+    """(layer name, output shape of one sample) for every layer, from a zero input (no side effects)."""
+    training = net.training
+    net.eval()  # batch norm must not update its running statistics
+    trace, x = [("input", tuple(input_shape))], torch.zeros(1, *input_shape)
+    with torch.no_grad():
+        for layer in net:
+            x = layer(x)
+            trace.append((type(layer).__name__, tuple(x.shape[1:])))
+    net.train(training)
+    return trace
+
+
+def flat_size(net: nn.Sequential, input_shape: tuple[int, ...]) -> int:
+    """Number of features that `net` outputs for one sample of `input_shape`."""
+    return math.prod(shape_trace(net, input_shape)[-1][1])
+
+
+def build_resnet(size: int = 6000) -> nn.Sequential:
+    """3.8(f): the 3.6(a) network with its convolutions replaced by residual blocks (same channels,
+    pooling and linear head); the blocks keep the length, so the flatten size is traced."""
+    features = nn.Sequential(
+        Residual(1, 4, use_1x1conv=True), nn.AvgPool1d(kernel_size=2, stride=2),
+        Residual(4, 8, use_1x1conv=True), nn.AvgPool1d(kernel_size=2, stride=2),
+        Residual(8, 16, use_1x1conv=True), nn.AvgPool1d(kernel_size=2, stride=2),
+        Residual(16, 32, use_1x1conv=True), nn.AvgPool1d(kernel_size=2, stride=2),
+        nn.Flatten())
+    return nn.Sequential(
+        *features,
+        nn.Linear(flat_size(features, (1, size)), 128), nn.ReLU(),
+        nn.Linear(128, 64), nn.ReLU(),
+        nn.Linear(64, 10))
+
+
+def build_net_mfcc(frames: int = 74) -> nn.Sequential:
+    """3.9(b): a small CNN for 13 MFCC channels x `frames` frames, normalized by its first batch norm."""
+    features = nn.Sequential(
+        nn.BatchNorm1d(13),
+        nn.Conv1d(13, 32, kernel_size=5), nn.BatchNorm1d(32), nn.ReLU(),
+        nn.AvgPool1d(kernel_size=2, stride=2),
+        nn.Conv1d(32, 64, kernel_size=5), nn.BatchNorm1d(64), nn.ReLU(),
+        nn.AvgPool1d(kernel_size=2, stride=2),
+        nn.Flatten())
+    return nn.Sequential(
+        *features,
+        nn.Linear(flat_size(features, (13, frames)), 128), nn.BatchNorm1d(128), nn.ReLU(),
+        nn.Linear(128, 10))
+
+
+# -----------------------------------------------------------------------------
+# 3.6-3.9 Training
+
+def tensors(data: torch.utils.data.Dataset) -> tuple[torch.Tensor, torch.Tensor]:
+    """The (x, y) tensors of a dataset with preloaded .x and .y, a TensorDataset, or a Subset of one."""
+    if isinstance(data, torch.utils.data.Subset):
+        x, y = tensors(data.dataset)
+        indices = torch.as_tensor(data.indices)
+        return x[indices], y[indices]
+    if isinstance(data, torch.utils.data.TensorDataset):
+        return data.tensors
+    return data.x, data.y
+
+
+def time_shift(x: torch.Tensor, shifts: torch.Tensor) -> torch.Tensor:
+    """Shift each signal x[i] (channels, length) right by shifts[i] samples (left if negative), zero-filled."""
+    length = x.shape[-1]
+    source = torch.arange(length) - shifts[:, None]  # (N, length): where each output sample comes from
+    inside = (source >= 0) & (source < length)
+    shifted = x.gather(-1, source.clamp(0, length - 1)[:, None, :].expand_as(x))
+    return shifted * inside[:, None, :]
+
+
+class BatchLoader:
+    """Minibatches (X, y) sliced from preloaded tensors: a fast DataLoader for in-memory data.
+
+    With `shuffle`, every pass draws a new order from torch's global generator (seed it for
+    reproducible runs); `max_shift` shifts every signal randomly in time by up to that many samples.
+    """
+
+    def __init__(self, data: torch.utils.data.Dataset, batch_size: int, shuffle: bool = False,
+                 max_shift: int = 0):
+        self.x, self.y = tensors(data)
+        self.batch_size, self.shuffle, self.max_shift = batch_size, shuffle, max_shift
+
+    def __len__(self) -> int:
+        return math.ceil(len(self.y) / self.batch_size)
+
+    def __iter__(self):
+        order = torch.randperm(len(self.y)) if self.shuffle else torch.arange(len(self.y))
+        for batch in order.split(self.batch_size):
+            X = self.x[batch]
+            if self.max_shift:
+                X = time_shift(X, torch.randint(-self.max_shift, self.max_shift + 1, (len(batch),)))
+            yield X, self.y[batch]
+
+
+@dataclass
+class TrainResult:
+    """Final metrics of a training run, and the per-epoch (train loss, train acc, test acc)."""
+    train_loss: float
+    train_acc: float
+    test_acc: float
+    seconds: float
+    history: list[tuple[float, float, float]]
+
+
+def evaluate_accuracy(net: nn.Module, data_iter, device: torch.device) -> float:
+    """Fraction of correctly classified samples in `data_iter`."""
+    net.eval()
+    correct, total = 0.0, 0
+    with torch.inference_mode():
+        for X, y in data_iter:
+            correct += d2l.accuracy(net(X.to(device)), y.to(device))
+            total += len(y)
+    return correct / total
+
+
+def train(net: nn.Module, train_iter, test_iter, num_epochs: int, lr: float,
+          device: torch.device = d2l.try_gpu(), *, optimizer: str = "sgd", schedule: str | None = None,
+          weight_decay: float = 0.0, animate: bool = True) -> TrainResult:
+    """Train a model with a GPU (the assignment's d2l train function, with its live plot).
+
+    Keyword-only options: `optimizer` 'sgd' (the assignment's) or 'adamw'; `schedule` None
+    (constant lr) or 'onecycle' (warm up to `lr`, then anneal to zero); `animate=False` skips the
+    plot and the prints. Returns the final metrics and the history.
+    """
+    start = time.perf_counter()
+    if animate:
+        print('training on', device)
+    net.to(device)
+    if optimizer == "sgd":
+        optimizer = torch.optim.SGD(net.parameters(), lr=lr, weight_decay=weight_decay)
+    elif optimizer == "adamw":
+        optimizer = torch.optim.AdamW(net.parameters(), lr=lr, weight_decay=weight_decay)
+    else:
+        raise ValueError(f"unknown optimizer {optimizer!r}; expected 'sgd' or 'adamw'")
+    scheduler = (torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=lr, epochs=num_epochs,
+                                                     steps_per_epoch=len(train_iter))
+                 if schedule == "onecycle" else None)
+    loss = nn.CrossEntropyLoss()
+    animator = (d2l.Animator(xlabel='epoch', xlim=[1, num_epochs],
+                             legend=['train loss', 'train acc', 'test acc']) if animate else None)
+    timer, num_batches, history = d2l.Timer(), len(train_iter), []
+    for epoch in range(num_epochs):
+        # Sum of training loss, sum of training accuracy, no. of examples
+        metric = d2l.Accumulator(3)
+        net.train()
+        for i, (X, y) in enumerate(train_iter):
+            timer.start()
+            optimizer.zero_grad()
+            X, y = X.to(device), y.to(device, torch.long)
+            y_hat = net(X)
+            l = loss(y_hat, y)
+            l.backward()
+            optimizer.step()
+            if scheduler is not None:
+                scheduler.step()
+            with torch.no_grad():
+                metric.add(l * X.shape[0], d2l.accuracy(y_hat, y), X.shape[0])
+            timer.stop()
+            train_l = metric[0] / metric[2]
+            train_acc = metric[1] / metric[2]
+            if animator and ((i + 1) % max(1, num_batches // 5) == 0 or i == num_batches - 1):
+                animator.add(epoch + (i + 1) / num_batches, (train_l, train_acc, None))
+        test_acc = evaluate_accuracy(net, test_iter, device)
+        history.append((train_l, train_acc, test_acc))
+        if animator:
+            animator.add(epoch + 1, (None, None, test_acc))
+    if animate:
+        print(f'loss {train_l:.3f}, train acc {train_acc:.3f}, '
+              f'test acc {test_acc:.3f}')
+        print(f'{metric[2] * num_epochs / timer.sum():.1f} examples/sec '
+              f'on {str(device)}')
+    return TrainResult(train_l, train_acc, test_acc, time.perf_counter() - start, history)
+
+
+def converged(result: TrainResult, chance: float = 0.1) -> str:
+    """Verdict on a run: 'no' if it stayed near chance or its loss still fell in the last quarter."""
+    losses = [train_loss for train_loss, _, _ in result.history]
+    drop = losses[-1 - len(losses) // 4] - losses[-1]
+    if result.train_acc < 2 * chance:
+        return "no (stuck near chance)"
+    if drop > 0.05:
+        return f"no (loss fell {drop:.2f} in the last quarter)"
+    return "yes"
+
+
+# -----------------------------------------------------------------------------
+# 3.9 MFCC features
+
+def load_waveform_mfcc(file: str | os.PathLike, size: int = 6000) -> np.ndarray:
+    """13 MFCCs for every 10 ms frame of the first `size` samples (in [-1, 1]): shape (13, frames)."""
+    waveform = load_waveform(file, size, method="none")
+    return np.transpose(mfcc(waveform, SAMPLE_RATE)).astype(np.float32)
+
+
+class SpokenDigitsMFCC(SpokenDigits):
+    """FSDD as (13, 74) MFCC tensors (13 channels, one step per 10 ms frame) with digit labels."""
+
+    def __init__(self, data_dir: str | os.PathLike, size: int = 6000):
+        super().__init__(data_dir, size)
+        self.x = torch.from_numpy(np.stack([load_waveform_mfcc(f, size) for f in self.files]))
+
+
+def compare_normalizations(files: list[Path], num_epochs: int, lr: float, size: int = 600,
+                           seed: int = 0, **options) -> list[dict]:
+    """Train build_net() briefly once per normalization, on `size` random recordings (and test on
+    another `size`); one row of statistics and accuracies per normalization."""
+    order = torch.randperm(len(files), generator=torch.Generator().manual_seed(seed))[:2 * size]
+    raw = np.stack([load_waveform(files[i], method="none") for i in order])
+    y = torch.tensor([parse_file_name(files[i])[0] for i in order])
+    rows = []
+    for method in NORMALIZATIONS:
+        x = torch.from_numpy(normalize(raw, method)).unsqueeze(1)
+        train_iter = BatchLoader(torch.utils.data.TensorDataset(x[:size], y[:size]), 64, shuffle=True)
+        test_iter = BatchLoader(torch.utils.data.TensorDataset(x[size:], y[size:]), 256)
+        torch.manual_seed(seed)
+        result = train(build_net(), train_iter, test_iter, num_epochs, lr, animate=False, **options)
+        rows.append({"normalization": method, "min": x.min().item(), "max": x.max().item(),
+                     "mean of |x|": x.abs().mean().item(), "train acc": result.train_acc,
+                     "test acc": result.test_acc})
+    return rows
+
+
+def markdown_table(rows: list[dict], digits: int = 3) -> str:
+    """A Markdown table with one row per dict (its keys are the header); floats rounded."""
+    def cell(value) -> str:
+        return f"{value:.{digits}f}" if isinstance(value, float) else str(value)
+    lines = ["| " + " | ".join(rows[0]) + " |", "|" + " --- |" * len(rows[0])]
+    lines += ["| " + " | ".join(cell(value) for value in row.values()) + " |" for row in rows]
+    return "\n".join(lines)

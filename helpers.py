@@ -589,11 +589,13 @@ class BatchLoader:
 
 @dataclass
 class TrainResult:
-    """Final metrics of a training run, and the per-epoch (train loss, train acc, test acc)."""
+    """Final metrics of a training run, its (peak) learning rate, and the per-epoch
+    (train loss, train acc, test acc)."""
     train_loss: float
     train_acc: float
     test_acc: float
     seconds: float
+    lr: float
     history: list[tuple[float, float, float]]
 
 
@@ -666,7 +668,7 @@ def train(net: nn.Module, train_iter, test_iter, num_epochs: int, lr: float,
               f'test acc {test_acc:.3f}')
         print(f'{metric[2] * num_epochs / timer.sum():.1f} examples/sec '
               f'on {str(device)}')
-    return TrainResult(train_l, train_acc, test_acc, time.perf_counter() - start, history)
+    return TrainResult(train_l, train_acc, test_acc, time.perf_counter() - start, lr, history)
 
 
 def converged(result: TrainResult, chance: float = 0.1) -> str:

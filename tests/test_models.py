@@ -183,14 +183,15 @@ def test_short_training_on_real_recordings_lowers_the_loss(subset):
                            animate=False)
     with torch.no_grad():
         final = nn.functional.cross_entropy(net.eval()(data.x), data.y).item()
-    assert len(result.history) == 4 and result.seconds > 0
+    assert len(result.history) == 4 and result.seconds > 0 and result.lr == 3e-3
     assert final < 0.7 * initial
     assert result.test_acc > 0.4  # chance is 0.1
 
 
 def test_converged_verdicts():
     def result(test_accs, train_acc=0.9):
-        return helpers.TrainResult(0.5, train_acc, test_accs[-1], 1.0, [(0.5, train_acc, acc) for acc in test_accs])
+        return helpers.TrainResult(0.5, train_acc, test_accs[-1], 1.0, 0.01,
+                                   [(0.5, train_acc, acc) for acc in test_accs])
     assert helpers.converged(result([0.1] * 8, train_acc=0.1)).startswith("no (stuck")
     assert helpers.converged(result([0.5])).startswith("no (too few")
     assert helpers.converged(result([0.3, 0.5, 0.6, 0.7, 0.75, 0.8, 0.85, 0.9])) == "no (test acc +0.10 in the last quarter)"

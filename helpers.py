@@ -194,7 +194,7 @@ def download_fsdd(data_dir: str | os.PathLike = "data", source: str | os.PathLik
                         "then run again.")
     if data_dir.exists() and not data_dir.is_dir():
         raise FSDDError(f"{data_dir} is a file, not a folder: pass another data_dir or move the file.")
-    created = not data_dir.exists()
+    created = [d for d in (data_dir, *data_dir.parents) if not d.exists()]  # deepest first
     data_dir.mkdir(parents=True, exist_ok=True)
     source = str(source or os.environ.get("FSDD_SOURCE") or FSDD_URL)
     try:
@@ -210,8 +210,9 @@ def download_fsdd(data_dir: str | os.PathLike = "data", source: str | os.PathLik
                 if not (recordings / _COMPLETE_MARKER).is_file():  # else a parallel run finished first
                     raise
     except BaseException:
-        if created and not any(data_dir.iterdir()):
-            data_dir.rmdir()
+        for folder in created:  # leave the disk as it was
+            if folder.is_dir() and not any(folder.iterdir()):
+                folder.rmdir()
         raise
     return recordings
 

@@ -17,11 +17,11 @@ import tarfile
 import textwrap
 import threading
 import time
+import wave
 from pathlib import Path
 
 import numpy as np
 import pytest
-import torch
 from scipy.io import wavfile
 
 import helpers
@@ -202,6 +202,17 @@ def test_read_wav_converts_each_sample_format_to_float(tmp_path, dtype, encode, 
     out = helpers.read_wav(_write_wav(tmp_path / f"{dtype}.wav", encode(tone)))
     assert out.dtype == np.float32 and out.shape == tone.shape
     np.testing.assert_allclose(out, tone, atol=tolerance)
+
+
+def test_read_wav_24_bit(tmp_path):
+    tone = np.round(_tone() * (2**23 - 1)).astype("<i4")
+    with wave.open(str(tmp_path / "24bit.wav"), "wb") as out:  # scipy cannot write 24-bit wavs
+        out.setnchannels(1)
+        out.setsampwidth(3)
+        out.setframerate(8000)
+        out.writeframes(b"".join(sample.tobytes()[:3] for sample in tone))
+    out = helpers.read_wav(tmp_path / "24bit.wav")
+    np.testing.assert_allclose(out, _tone(), atol=1e-6)
 
 
 def test_read_wav_uint8_silence_is_zero(tmp_path):
@@ -476,6 +487,29 @@ def test_download_notices_deleted_recordings_but_ignores_other_files(tmp_path, s
     assert len(list(recordings.glob("*.wav"))) == 19 and (recordings / "README.txt").exists()
 
 
+def test_download_parallel_run_finishing_first_is_fine(tmp_path, small_fsdd, monkeypatch):
+    verify = helpers._verify_recordings
+
+    def verify_while_another_run_finishes(folder, source):
+        verify(folder, source)
+        shutil.copytree(folder, tmp_path / "data" / TOP / "recordings")  # the other run's result
+        (tmp_path / "data" / TOP / "recordings" / ".complete").write_text("done\n")
+
+    monkeypatch.setattr(helpers, "_verify_recordings", verify_while_another_run_finishes)
+    recordings = helpers.download_fsdd(tmp_path / "data", source=small_fsdd)
+    assert (recordings / ".complete").read_text() == "done\n"
+    assert os.listdir(tmp_path / "data") == [TOP]  # no temp folder left
+
+
+def test_download_after_a_killed_run(tmp_path, small_fsdd):
+    stale = tmp_path / "data" / ".fsdd-download-killed" / TOP / "recordings"  # as left by kill -9
+    stale.mkdir(parents=True)
+    (stale / "0_tester_0.wav").write_bytes(b"half a file")
+    recordings = helpers.download_fsdd(tmp_path / "data", source=small_fsdd)
+    assert len(list(recordings.glob("*.wav"))) == 20
+    assert stale.exists()  # never deleted: it might belong to a run still going
+
+
 # -----------------------------------------------------------------------------
 # download_fsdd: network (127.0.0.1 only)
 
@@ -493,10 +527,10 @@ def test_download_over_http_small(tmp_path, small_fsdd, robust_server):
 ])
 def test_download_interrupted_leaves_nothing_and_rerun_works(tmp_path, small_fsdd, robust_server, mode, message):
     robust_server.payload, robust_server.mode = small_fsdd.read_bytes(), mode
-    data_dir = tmp_path / "data"
+    data_dir = tmp_path / "new" / "data"
     with pytest.raises(FSDDError, match=message):
         helpers.download_fsdd(data_dir, source=_url(robust_server))
-    assert _left_behind(data_dir) == [] and not data_dir.exists()
+    assert not (tmp_path / "new").exists()
     robust_server.mode = "ok"
     assert len(list(helpers.download_fsdd(data_dir, source=_url(robust_server)).glob("*.wav"))) == 20
 

@@ -747,18 +747,17 @@ def train(net: nn.Module, train_iter, test_iter, num_epochs: int, lr: float,
 
 
 def converged(result: TrainResult, chance: float = 0.1) -> str:
-    """Verdict on a run: 'yes' if it learned and its test accuracy rose by less than 2 points over
-    the last quarter of the epochs (more epochs would hardly help), else 'no' and why."""
+    """Verdict on a run: 'yes' if it learned and its test accuracy changed by less than 2 points
+    over the last quarter of the epochs (at least the last two), else 'no' and why."""
     test_accs = [test_acc for _, _, test_acc in result.history]
     if result.train_acc < 2 * chance:
         return "no (stuck near chance)"
     if len(test_accs) < 2:
         return "no (too few epochs to tell)"
-    gain = test_accs[-1] - test_accs[-1 - max(1, len(test_accs) // 4)]
-    if gain >= 0.02:
-        return f"no (test acc +{gain:.2f} in the last quarter)"
+    change = test_accs[-1] - test_accs[-max(2, len(test_accs) // 4)]
+    if abs(change) >= 0.02:
+        return f"no (test acc {change:+.2f} in the last quarter)"
     return "yes"
-
 
 
 def compare_normalizations(files: list[Path], num_epochs: int, lr: float, train_size: int = 600,

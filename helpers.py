@@ -37,6 +37,19 @@ def epochs(full: int, fast: int = 1) -> int:
     return fast if FAST else full
 
 
+def set_threads(count: int | None = None) -> int:
+    """Fix torch's CPU threads (A3_THREADS, else 1 in fast mode, else up to 2) and return the count.
+
+    A fixed count keeps reruns identical. More threads than idle cores is costly: with one of two
+    cores busy, 2 threads trained 10x slower than 1 (export_pdf.sh sets OMP_WAIT_POLICY=PASSIVE,
+    which limits that loss to about 1.4x).
+    """
+    default = 1 if FAST else min(2, len(os.sched_getaffinity(0)))
+    count = count or int(os.environ.get("A3_THREADS", default))
+    torch.set_num_threads(count)
+    return count
+
+
 # -----------------------------------------------------------------------------
 # 3.1-3.4 Receptive fields (the assignment's given helpers)
 

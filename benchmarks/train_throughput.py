@@ -5,10 +5,12 @@ recordings, in one process, one after the other:
 - assignment: a Dataset that reads and normalizes a wav per item, a DataLoader, and the
   assignment's training loop (SGD, d2l.Accumulator and d2l.accuracy after every batch);
 - project: the preloaded tensors of helpers.SpokenDigits, helpers.BatchLoader and helpers.train.
-It prints examples/s, the GFLOP/s reached against a float32 matrix-multiply ceiling measured in the
-same run, and last `speedup: X.XXx` (project examples/s over assignment examples/s).
+The assignment's path runs with torch's default thread count (what a student gets), the project's
+with helpers.set_threads() (A3_THREADS overrides it). It prints examples/s, the GFLOP/s reached
+against a float32 matrix-multiply ceiling measured in the same run, and last `speedup: X.XXx`
+(project examples/s over assignment examples/s).
 
-    .venv/bin/python benchmarks/train_throughput.py [--steps 60] [--threads N]
+    .venv/bin/python benchmarks/train_throughput.py [--steps 60]
 """
 from __future__ import annotations
 
@@ -104,29 +106,26 @@ def _timed(fn) -> float:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--steps", type=int, default=60, help="SGD steps per path (batch 32)")
-    parser.add_argument("--threads", type=int, default=None, help="torch threads (default: helpers' choice)")
     parser.add_argument("--lr", type=float, default=0.02)
     args = parser.parse_args()
-    if args.threads:
-        torch.set_num_threads(args.threads)
+    default_threads = torch.get_num_threads()
     torch.manual_seed(0)
     data = helpers.SpokenDigits(helpers.download_fsdd())
     count = args.steps * BATCH_SIZE
     files = [data.files[i] for i in torch.randperm(len(data.files))[:count]]
     flops = training_flops_per_example(helpers.build_net())
-    ceiling = matmul_ceiling_gflops()
-    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, {args.steps} steps of "
-          f"batch {BATCH_SIZE}, {flops / 1e6:.1f} MFLOP per training example")
-    print(f"float32 matmul ceiling: {ceiling:.1f} GFLOP/s")
+    print(f"torch {torch.__version__}, {args.steps} steps of batch {BATCH_SIZE}, "
+          f"{flops / 1e6:.1f} MFLOP per training example")
     rates = {}
-    for name, run in (("assignment", lambda: assignment_path(files, args.lr)),
-                      ("project", lambda: project_path(data, count, args.lr))):
+    for name, threads, run in (("assignment", default_threads, lambda: assignment_path(files, args.lr)),
+                               ("project", helpers.set_threads(), lambda: project_path(data, count, args.lr))):
+        torch.set_num_threads(threads)
+        ceiling = matmul_ceiling_gflops()
         run()  # warm-up pass (caches, allocator), not timed
-        seconds = run()
-        rates[name] = count / seconds
+        rates[name] = count / run()
         gflops = rates[name] * flops / 1e9
-        print(f"{name:>10}: {rates[name]:7.1f} examples/s, {gflops:5.2f} GFLOP/s "
-              f"({100 * gflops / ceiling:.0f}% of the matmul ceiling)")
+        print(f"{name:>10}: {threads} threads, {rates[name]:6.1f} examples/s, {gflops:5.2f} GFLOP/s "
+              f"= {100 * gflops / ceiling:.0f}% of the float32 matmul ceiling ({ceiling:.0f} GFLOP/s)")
     print(f"speedup: {rates['project'] / rates['assignment']:.2f}x")
 
 

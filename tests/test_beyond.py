@@ -1,0 +1,110 @@
+"""Beyond the assignment: speaker folds, official split, augmentations, the networks, the results file."""
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+
+import helpers
+
+SPEAKERS = ["george", "jackson", "lucas", "nicolas", "theo", "yweweler"]
+
+
+@pytest.fixture(scope="module")
+def fsdd_labels(recordings) -> tuple[list[str], list[int]]:
+    """Speaker and take of every real recording, in SpokenDigits order."""
+    parsed = [helpers.parse_file_name(f) for f in sorted(recordings.glob("*.wav"))]
+    return [speaker for _, speaker, _ in parsed], [index for _, _, index in parsed]
+
+
+def test_speaker_folds_leave_each_speaker_out_once(fsdd_labels):
+    speakers, _ = fsdd_labels
+    folds = helpers.speaker_folds(speakers)
+    assert [speaker for speaker, _, _ in folds] == SPEAKERS
+    tested = torch.cat([test for _, _, test in folds])
+    assert sorted(tested.tolist()) == list(range(3000))  # every recording tested exactly once
+    for speaker, train, test in folds:
+        assert {speakers[i] for i in test.tolist()} == {speaker}
+        assert speaker not in {speakers[i] for i in train.tolist()}
+        assert len(train) + len(test) == 3000 and len(test) == 500
+
+
+def test_official_split_tests_takes_0_to_4(fsdd_labels):
+    _, indices = fsdd_labels
+    train, test = helpers.official_split(indices)
+    assert (len(train), len(test)) == (2700, 300)  # 5 takes x 10 digits x 6 speakers are tested
+    assert all(indices[i] < 5 for i in test.tolist()) and all(indices[i] >= 5 for i in train.tolist())
+    assert set(train.tolist()).isdisjoint(test.tolist())
+
+
+def test_random_split_indices_match_random_split():
+    train, test = helpers.random_split_indices(3000, 2000, seed=7)
+    subset, _ = torch.utils.data.random_split(torch.arange(3000), [2000, 1000],
+                                              generator=torch.Generator().manual_seed(7))
+    assert train.tolist() == subset.indices and len(test) == 1000
+    assert sorted(train.tolist() + test.tolist()) == list(range(3000))
+
+
+@pytest.mark.parametrize("build, shape, params", [
+    (helpers.build_net_waveform, (1, 6000), None),
+    (helpers.build_net_filterbank, (1, 6000), None),
+    (helpers.build_net_mfcc_gap, (13, 74), None),
+])
+def test_networks_map_inputs_to_ten_logits(build, shape, params):
+    net = build().eval()
+    assert net(torch.randn(4, *shape)).shape == (4, 10)
+    if params is not None:
+        assert helpers.parameter_count(net) == params
+
+
+def test_utterance_cmvn_normalizes_every_channel():
+    x = torch.randn(3, 13, 74) * 5 + 2
+    z = helpers.utterance_cmvn(x)
+    torch.testing.assert_close(z.mean(-1), torch.zeros(3, 13), atol=1e-5, rtol=0)
+    torch.testing.assert_close(z.std(-1), torch.ones(3, 13), atol=1e-4, rtol=0)
+
+
+def test_speed_perturb_resamples_and_zero_fills():
+    x = torch.arange(10.0).view(1, 1, 10).repeat(3, 1, 1)
+    y = helpers.speed_perturb(x, torch.tensor([1.0, 2.0, 0.5]))
+    assert torch.equal(y[0], x[0])  # factor 1 keeps the signal
+    assert y[1, 0].tolist() == [0, 2, 4, 6, 8, 0, 0, 0, 0, 0]  # twice as fast: every other sample
+    assert y[2, 0].tolist() == [0, 0.5, 1, 1.5, 2, 2.5, 3, 3.5, 4, 4.5]  # half as fast: interpolated
+
+
+def test_add_noise_has_the_requested_snr():
+    torch.manual_seed(0)
+    x = torch.randn(2, 1, 100000)
+    noise = helpers.add_noise(x, torch.tensor([0.0, 20.0])) - x
+    ratio = x.pow(2).mean(-1) / noise.pow(2).mean(-1)
+    torch.testing.assert_close(10 * ratio.log10().squeeze(1), torch.tensor([0.0, 20.0]), atol=0.1, rtol=0)
+
+
+def test_mask_band_zeros_one_band_per_example():
+    torch.manual_seed(0)
+    x = torch.ones(50, 13, 74)
+    frames = helpers.mask_band(x, 9, dim=2)
+    zero_frames = (frames == 0).all(1).sum(1)  # masked frames per example
+    assert zero_frames.max() <= 9 and zero_frames.max() > 0
+    assert ((frames == 0).any(1) == (frames == 0).all(1)).all()  # whole frames, all channels
+    rows = helpers.mask_band(x, 2, dim=1)
+    assert (rows == 0).all(2).sum(1).max() <= 2 and ((rows == 0).any(2) == (rows == 0).all(2)).all()
+
+
+def test_confusion_matrix_counts_pairs():
+    counts = helpers.confusion_matrix(torch.tensor([0, 0, 1, 2]), torch.tensor([0, 1, 1, 2]), classes=3)
+    assert counts.tolist() == [[1, 1, 0], [0, 1, 0], [0, 0, 1]]
+
+
+def test_results_file_has_the_schema_the_notebook_reads():
+    results = json.loads(helpers.RESULTS_FILE.read_text())
+    assert set(results["recipes"]) == set(helpers.RECIPES)
+    for name, r in results["recipes"].items():
+        assert list(r["loso"]) == SPEAKERS
+        assert r["loso_mean"] == pytest.approx(sum(r["loso"].values()) / 6, abs=1e-4)  # stored to 4 decimals
+        assert 0 <= r["official"] <= 1 and len(r["random"]) == 3
+        counts = torch.tensor(r["confusion"])
+        assert counts.shape == (10, 10) and counts.sum() == 3000 and (counts.sum(1) == 300).all()
+        correct = counts.diag().sum().item() / 3000  # pooled LOSO accuracy: 500 recordings per speaker
+        assert correct == pytest.approx(r["loso_mean"], abs=1e-4), name

@@ -747,7 +747,9 @@ def speed_perturb(x: torch.Tensor, factors: torch.Tensor) -> torch.Tensor:
     source = torch.arange(length) * factors[:, None]  # (N, length): where each output sample comes from
     left = source.floor().long().clamp(max=length - 2)
     frac = (source - left)[:, None, :]
-    take = lambda index: x.gather(-1, index[:, None, :].expand(-1, x.shape[1], -1))
+
+    def take(index: torch.Tensor) -> torch.Tensor:
+        return x.gather(-1, index[:, None, :].expand(-1, x.shape[1], -1))
     return (take(left) * (1 - frac) + take(left + 1) * frac) * (source <= length - 1)[:, None, :]
 
 
@@ -783,6 +785,13 @@ def build_net_waveform(channels: int = 32) -> nn.Sequential:
         nn.AdaptiveAvgPool1d(1), nn.Flatten(), nn.Linear(2 * channels, 10))
 
 
+class Square(nn.Module):
+    """x * x: the energy of a filter's output."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x * x
+
+
 class LogEnergy(nn.Module):
     """log(x + eps): the compression of a filterbank's energies."""
 
@@ -813,13 +822,6 @@ def build_net_filterbank(filters: int = 40, channels: int = 32) -> nn.Sequential
         LogEnergy(), nn.InstanceNorm1d(filters), *gap_head(filters, channels))
 
 
-class Square(nn.Module):
-    """x * x: the energy of a filter's output."""
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return x * x
-
-
 @dataclass(frozen=True)
 class Recipe:
     """One model of the speaker-independent study: its input, network, training and augmentation."""
@@ -830,7 +832,8 @@ class Recipe:
     lr: float  # peak of the one-cycle schedule (AdamW)
     batch_size: int = 32
     cmvn: bool = False  # per-utterance MFCC mean/variance normalization
-    max_shift: int = 0  # random time shift, samples or frames
+    max_shift: int = 0  # random shift either way (BatchLoader's), samples or frames
+    max_delay: int = 0  # random delay (shift right only: keeps the onset), samples or frames
     speed: float = 0.0  # random speed factor in [1 - speed, 1 + speed] (waveforms)
     snr_db: tuple[float, float] | None = None  # random white noise (waveforms)
     masks: tuple[int, int] = (0, 0)  # widest masked band of MFCC channels and of frames
@@ -846,6 +849,8 @@ class AugmentedLoader(BatchLoader):
     def __iter__(self):
         r = self.recipe
         for X, y in super().__iter__():
+            if r.max_delay:
+                X = time_shift(X, torch.randint(0, r.max_delay + 1, (len(X),)))
             if r.speed:
                 X = speed_perturb(X, 1 + r.speed * (2 * torch.rand(len(X)) - 1))
             if r.snr_db:
@@ -935,13 +940,13 @@ def evaluate_recipe(recipe: Recipe, x: torch.Tensor, y: torch.Tensor, speakers: 
 RECIPES = {
     "mfcc": Recipe("3.9: build_net_mfcc, trained as in 3.9(c) (shift <= 4 frames)", "mfcc", build_net_mfcc,
                    epochs=30, lr=1e-2, batch_size=64, max_shift=4),
-    "mfcc_cmvn": Recipe("build_net_mfcc_gap, per-utterance CMVN, shift <= 10 frames, SpecAugment masks", "mfcc",
-                        build_net_mfcc_gap, epochs=30, lr=1e-3, cmvn=True, max_shift=10, masks=(2, 9)),
-    "waveform": Recipe("build_net_waveform (M5), shift <= 1500 samples, speed 0.85-1.15, noise 10-40 dB",
-                       "waveform", build_net_waveform, epochs=25, lr=3e-3, max_shift=1500, speed=0.15,
+    "mfcc_cmvn": Recipe("build_net_mfcc_gap, per-utterance CMVN, delay <= 10 frames, SpecAugment masks", "mfcc",
+                        build_net_mfcc_gap, epochs=30, lr=1e-3, cmvn=True, max_delay=10, masks=(2, 9)),
+    "waveform": Recipe("build_net_waveform (M5), delay <= 1500 samples, speed 0.85-1.15, noise 10-40 dB",
+                       "waveform", build_net_waveform, epochs=25, lr=3e-3, max_delay=1500, speed=0.15,
                        snr_db=(10, 40)),
-    "filterbank": Recipe("build_net_filterbank (learned log filterbank), same augmentation as waveform",
-                         "waveform", build_net_filterbank, epochs=25, lr=3e-3, max_shift=1500, speed=0.15,
+    "filterbank": Recipe("build_net_filterbank (learned log filterbank), augmented as waveform",
+                         "waveform", build_net_filterbank, epochs=25, lr=3e-3, max_delay=1500, speed=0.15,
                          snr_db=(10, 40)),
 }
 
@@ -965,3 +970,11 @@ def speaker_independent_tables(results: dict) -> tuple[list[dict], list[dict]]:
     speakers = next(iter(recipes.values()))["loso"]
     per_speaker = [{"held-out speaker": s, **{name: r["loso"][s] for name, r in recipes.items()}} for s in speakers]
     return summary, per_speaker
+
+
+def top_confusions(counts, k: int = 3) -> list[tuple[int, int, int]]:
+    """The k most frequent errors of a confusion matrix as (spoken digit, predicted digit, count)."""
+    counts = torch.as_tensor(counts).clone()
+    counts.fill_diagonal_(0)
+    values, flat = counts.flatten().topk(k)
+    return [(i // len(counts), i % len(counts), n) for i, n in zip(flat.tolist(), values.tolist())]

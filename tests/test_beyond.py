@@ -46,16 +46,23 @@ def test_random_split_indices_match_random_split():
     assert sorted(train.tolist() + test.tolist()) == list(range(3000))
 
 
+def conv(i: int, o: int, k: int) -> int:
+    """Weights and biases of Conv1d(i, o, k) followed by BatchNorm1d(o)."""
+    return i * o * k + o + 2 * o
+
+
+HEAD = conv(32, 32, 3) + conv(32, 64, 3) + conv(64, 64, 3) + conv(64, 128, 3) + 128 * 10 + 10  # gap_head after its first conv
+
+
 @pytest.mark.parametrize("build, shape, params", [
-    (helpers.build_net_waveform, (1, 6000), None),
-    (helpers.build_net_filterbank, (1, 6000), None),
-    (helpers.build_net_mfcc_gap, (13, 74), None),
+    (helpers.build_net_waveform, (1, 6000), conv(1, 32, 80) + conv(32, 32, 3) + conv(32, 64, 3) + conv(64, 64, 3) + 650),
+    (helpers.build_net_filterbank, (1, 6000), 40 * 101 + conv(40, 32, 3) + HEAD),  # filters: no bias
+    (helpers.build_net_mfcc_gap, (13, 74), conv(13, 32, 3) + HEAD),
 ])
 def test_networks_map_inputs_to_ten_logits(build, shape, params):
     net = build().eval()
     assert net(torch.randn(4, *shape)).shape == (4, 10)
-    if params is not None:
-        assert helpers.parameter_count(net) == params
+    assert helpers.parameter_count(net) == params
 
 
 def test_utterance_cmvn_normalizes_every_channel():
@@ -92,9 +99,27 @@ def test_mask_band_zeros_one_band_per_example():
     assert (rows == 0).all(2).sum(1).max() <= 2 and ((rows == 0).any(2) == (rows == 0).all(2)).all()
 
 
+def test_augmented_loader_delays_every_signal_and_keeps_its_label():
+    torch.manual_seed(0)
+    x = torch.zeros(64, 1, 100)
+    x[:, :, :10] = 1  # every signal starts at sample 0 and lasts 10 samples
+    recipe = helpers.Recipe("test", "waveform", helpers.build_net_waveform, epochs=1, lr=1e-3, max_delay=20)
+    batches = list(helpers.AugmentedLoader(torch.utils.data.TensorDataset(x, torch.arange(64)), 16, recipe))
+    X, y = torch.cat([X for X, _ in batches]), torch.cat([y for _, y in batches])
+    assert sorted(y.tolist()) == list(range(64))
+    onsets = (X[:, 0] > 0).float().argmax(1)
+    assert 0 <= onsets.min() and onsets.max() <= 20 and len(set(onsets.tolist())) > 5
+    assert ((X[:, 0] > 0).sum(1) == 10).all()  # delayed, not cut
+
+
 def test_confusion_matrix_counts_pairs():
     counts = helpers.confusion_matrix(torch.tensor([0, 0, 1, 2]), torch.tensor([0, 1, 1, 2]), classes=3)
     assert counts.tolist() == [[1, 1, 0], [0, 1, 0], [0, 0, 1]]
+
+
+def test_top_confusions_skips_the_diagonal():
+    counts = [[50, 1, 0], [3, 40, 2], [0, 0, 60]]
+    assert helpers.top_confusions(counts, 2) == [(1, 0, 3), (1, 2, 2)]
 
 
 def test_results_file_has_the_schema_the_notebook_reads():

@@ -1,0 +1,204 @@
+"""Models, batch loading and training of sections 3.5-3.9 (shapes, parameter counts, real data)."""
+from __future__ import annotations
+
+import shutil
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+import helpers
+
+CPU = torch.device("cpu")
+
+
+def conv_count(c_in: int, c_out: int, k: int) -> int:
+    """Weights and biases of a Conv1d."""
+    return c_in * c_out * k + c_out
+
+
+def linear_count(n_in: int, n_out: int) -> int:
+    """Weights and biases of a Linear layer."""
+    return n_in * n_out + n_out
+
+
+HEAD = linear_count(11872, 128) + linear_count(128, 64) + linear_count(64, 10)
+CONVS = conv_count(1, 4, 5) + conv_count(4, 8, 5) + conv_count(8, 16, 5) + conv_count(16, 32, 5)
+
+
+def residual_count(c_in: int, c_out: int, shortcut: bool) -> int:
+    """Two kernel-5 convolutions, two batch norms (scale and shift) and maybe a 1x1 convolution."""
+    return (conv_count(c_in, c_out, 5) + conv_count(c_out, c_out, 5) + 2 * 2 * c_out
+            + (conv_count(c_in, c_out, 1) if shortcut else 0))
+
+
+@pytest.fixture
+def subset(recordings, tmp_path):
+    """A folder with the first `n` recordings of every digit (sorted names, so the same every time)."""
+    def make(n: int):
+        for digit in range(10):
+            for wav in sorted(recordings.glob(f"{digit}_*.wav"))[:n]:
+                shutil.copy(wav, tmp_path)
+        return tmp_path
+    return make
+
+
+def test_base_net_shapes_and_parameter_count():
+    net = helpers.build_net()
+    assert net(torch.zeros(3, 1, 6000)).shape == (3, 10)
+    assert helpers.parameter_count(net) == CONVS + HEAD == 1_532_090
+
+
+def test_shape_trace_derives_11872():
+    trace = helpers.shape_trace(helpers.build_net(), (1, 6000))
+    lengths = [shape[-1] for name, shape in trace if name in ("input", "Conv1d", "AvgPool1d")]
+    assert lengths == [6000, 5996, 2998, 2994, 1497, 1493, 746, 742, 371]
+    assert dict(trace)["Flatten"] == (11872,)
+    assert helpers.flat_size(helpers.build_net()[:-6], (1, 6000)) == 32 * 371
+
+
+def test_shape_trace_leaves_batch_norm_statistics_alone():
+    net = helpers.build_net_batchnorm()
+    helpers.shape_trace(net, (1, 6000))
+    assert net.training
+    assert torch.equal(net[1].running_mean, torch.zeros(4)) and torch.equal(net[1].running_var, torch.ones(4))
+
+
+def test_dense_parameter_count_replaces_convolutions_by_linear_layers():
+    sizes = [6000, 4 * 5996, 4 * 2998, 8 * 2994, 8 * 1497, 16 * 1493, 16 * 746, 32 * 742]
+    dense = sum(linear_count(sizes[i], sizes[i + 1]) for i in (0, 2, 4, 6))
+    assert helpers.dense_parameter_count(helpers.build_net(), (1, 6000)) == dense + HEAD
+    assert dense + HEAD > 600 * helpers.parameter_count(helpers.build_net())
+
+
+def test_dropout_net_has_base_parameters_and_drops_only_in_training():
+    net = helpers.build_net_dropout()
+    assert helpers.parameter_count(net) == CONVS + HEAD
+    assert sum(isinstance(layer, nn.Dropout) for layer in net) == 2
+    x = torch.randn(4, 1, 6000)
+    net.eval()
+    assert torch.equal(net(x), net(x))
+    net.train()
+    assert not torch.equal(net(x), net(x))
+
+
+def test_batchnorm_net_normalizes_every_hidden_layer():
+    net = helpers.build_net_batchnorm()
+    assert net(torch.zeros(3, 1, 6000)).shape == (3, 10)
+    norms = [layer.num_features for layer in net if isinstance(layer, nn.BatchNorm1d)]
+    assert norms == [4, 8, 16, 32, 128, 64]
+    assert helpers.parameter_count(net) == CONVS + HEAD + 2 * sum(norms)
+
+
+def test_residual_with_1x1_shortcut_changes_channels_and_stride():
+    block = helpers.Residual(4, 8, use_1x1conv=True, strides=2)
+    assert block(torch.randn(2, 4, 100)).shape == (2, 8, 50)
+    assert helpers.parameter_count(block) == residual_count(4, 8, shortcut=True)
+
+
+def test_residual_without_shortcut_conv_adds_its_input():
+    block = helpers.Residual(8, 8)
+    assert block.conv3 is None
+    assert helpers.parameter_count(block) == residual_count(8, 8, shortcut=False)
+    x = torch.randn(2, 8, 100)
+    assert block(x).shape == x.shape
+    nn.init.zeros_(block.bn2.weight)  # the convolution branch now outputs bn2's bias: zero
+    assert torch.equal(block(x), torch.relu(x))
+
+
+def test_resnet_shapes_and_parameter_count():
+    net = helpers.build_resnet()
+    assert net(torch.zeros(2, 1, 6000)).shape == (2, 10)
+    blocks = [residual_count(1, 4, True), residual_count(4, 8, True), residual_count(8, 16, True),
+              residual_count(16, 32, True)]
+    head = linear_count(32 * 375, 128) + linear_count(128, 64) + linear_count(64, 10)  # 6000 / 2**4 = 375
+    assert helpers.parameter_count(net) == sum(blocks) + head
+
+
+def test_mfcc_net_shapes_and_parameter_count():
+    net = helpers.build_net_mfcc()
+    assert net(torch.zeros(2, 13, 74)).shape == (2, 10)
+    length = ((74 - 4) // 2 - 4) // 2  # two valid kernel-5 convolutions, each followed by pooling
+    expected = (2 * 13 + conv_count(13, 32, 5) + 2 * 32 + conv_count(32, 64, 5) + 2 * 64
+                + linear_count(64 * length, 128) + 2 * 128 + linear_count(128, 10))
+    assert helpers.parameter_count(net) == expected
+
+
+def test_normalizations():
+    x = np.array([[0.0, 0.5, -0.25, 0.25]], dtype=np.float32)
+    standard = helpers.normalize(x)
+    assert abs(standard.mean()) < 1e-6 and abs(standard.std() - 1) < 1e-4
+    assert np.allclose(helpers.normalize(x, "peak"), x / 0.5)
+    assert np.allclose(helpers.normalize(x, "unit"), [[0.5, 0.75, 0.375, 0.625]])
+    assert np.array_equal(helpers.normalize(x, "none"), x)
+    with pytest.raises(ValueError):
+        helpers.normalize(x, "max")
+
+
+def test_time_shift_moves_signals_and_fills_zeros():
+    x = torch.arange(1.0, 7.0).repeat(3, 1, 1)  # three copies of [[1, ..., 6]]
+    shifted = helpers.time_shift(x, torch.tensor([2, 0, -1]))
+    assert shifted.tolist() == [[[0, 0, 1, 2, 3, 4]], [[1, 2, 3, 4, 5, 6]], [[2, 3, 4, 5, 6, 0]]]
+
+
+def test_batch_loader_visits_every_sample_once_per_epoch():
+    data = torch.utils.data.TensorDataset(torch.arange(10.0)[:, None, None], torch.arange(10))
+    loader = helpers.BatchLoader(data, batch_size=4, shuffle=True)
+    assert len(loader) == 3
+    torch.manual_seed(0)
+    first = torch.cat([y for _, y in loader])
+    second = torch.cat([y for _, y in loader])
+    assert sorted(first.tolist()) == sorted(second.tolist()) == list(range(10))
+    assert first.tolist() != second.tolist()  # a new order every epoch
+    assert all(torch.equal(x[:, 0, 0], y.float()) for x, y in loader)  # x stays paired with y
+    torch.manual_seed(0)
+    assert torch.cat([y for _, y in loader]).tolist() == first.tolist()  # seeded: reproducible
+    assert [y.tolist() for _, y in helpers.BatchLoader(data, 4)] == [[0, 1, 2, 3], [4, 5, 6, 7], [8, 9]]
+
+
+def test_batch_loader_slices_a_random_split_subset(recordings, subset):
+    data = helpers.SpokenDigits(subset(3))
+    train, test = torch.utils.data.random_split(data, [20, 10], generator=torch.Generator().manual_seed(0))
+    x, y = helpers.tensors(test)
+    assert x.shape == (10, 1, 6000)
+    assert all(torch.equal(x[i], data[j][0]) and y[i] == data[j][1] for i, j in enumerate(test.indices))
+
+
+def test_mfcc_dataset_shape_on_real_recordings(subset):
+    data = helpers.SpokenDigitsMFCC(subset(2))
+    assert len(data) == 20 and sorted(set(data.y.tolist())) == list(range(10))
+    assert data.x.shape == (20, 13, 74) and data.x.dtype == torch.float32
+    assert data[0][0].shape == (13, 74) and torch.isfinite(data.x).all()
+
+
+def test_short_training_on_real_recordings_lowers_the_loss(subset):
+    data = helpers.SpokenDigits(subset(30))  # 300 recordings
+    torch.manual_seed(0)
+    net = helpers.build_net()
+    with torch.no_grad():
+        initial = nn.functional.cross_entropy(net(data.x), data.y).item()
+    loader = helpers.BatchLoader(data, batch_size=32, shuffle=True)
+    result = helpers.train(net, loader, loader, num_epochs=4, lr=3e-3, device=CPU, optimizer="adamw",
+                           animate=False)
+    with torch.no_grad():
+        final = nn.functional.cross_entropy(net.eval()(data.x), data.y).item()
+    assert len(result.history) == 4 and result.seconds > 0 and result.lr == 3e-3
+    assert final < 0.7 * initial
+    assert result.test_acc > 0.4  # chance is 0.1
+
+
+def test_converged_verdicts():
+    def result(test_accs, train_acc=0.9):
+        return helpers.TrainResult(0.5, train_acc, test_accs[-1], 1.0, 0.01,
+                                   [(0.5, train_acc, acc) for acc in test_accs])
+    assert helpers.converged(result([0.1] * 8, train_acc=0.1)).startswith("no (stuck")
+    assert helpers.converged(result([0.5])).startswith("no (too few")
+    assert helpers.converged(result([0.3, 0.5, 0.6, 0.7, 0.75, 0.8, 0.85, 0.9])) == "no (test acc +0.10 in the last quarter)"
+    assert helpers.converged(result([0.3, 0.5, 0.6, 0.7, 0.8, 0.84, 0.85, 0.85])) == "yes"
+    assert helpers.converged(result([0.5, 0.8, 0.8])) == "yes"  # at least one epoch back
+
+
+def test_markdown_table():
+    table = helpers.markdown_table([{"net": "base", "acc": 0.71234}, {"net": "bn", "acc": 0.9}])
+    assert table.splitlines() == ["| net | acc |", "| --- | --- |", "| base | 0.712 |", "| bn | 0.900 |"]

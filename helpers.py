@@ -914,7 +914,7 @@ def confusion_matrix(y_true: torch.Tensor, y_pred: torch.Tensor, classes: int = 
 def plot_confusion_matrix(counts, title: str) -> None:
     """Heat map of a confusion matrix with its counts written in the cells."""
     counts = np.asarray(counts)
-    plt.figure(figsize=(5, 4.5))
+    plt.figure(figsize=(6, 5))
     plt.imshow(counts, cmap="Blues")
     for (i, j), n in np.ndenumerate(counts):
         plt.text(j, i, n, ha="center", va="center", fontsize=7, color="white" if n > counts.max() / 2 else "black")

@@ -6,6 +6,8 @@
 Each recipe is trained 6 times leave-one-speaker-out, once on FSDD's official split and 3 times
 (seeds 0, 1, 2) on the notebook's random 2/3 split. Reads the recordings like the notebook does
 (helpers.download_fsdd(); set FSDD_SOURCE to a local archive to skip the download).
+The committed file took 45 minutes of training (OMP_NUM_THREADS=1, on 2 CPU cores shared with
+other jobs): mfcc 2, mfcc_cmvn 9, waveform 18, filterbank 15; each recipe's "seconds" is stored.
 """
 from __future__ import annotations
 

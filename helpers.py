@@ -1,7 +1,9 @@
 """Library code for Assignment 3: receptive fields, the spoken-digit data, models, training."""
 from __future__ import annotations
 
+import gzip
 import hashlib
+import http.client
 import math
 import os
 import re
@@ -11,6 +13,7 @@ import tempfile
 import time
 import urllib.error
 import urllib.request
+import warnings
 import zlib
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,6 +24,7 @@ import torch
 from d2l import torch as d2l
 from python_speech_features import mfcc
 from scipy.io import wavfile
+from scipy.signal import resample_poly
 from torch import nn
 from torch.nn import functional as F
 
@@ -251,6 +255,10 @@ class FSDDError(RuntimeError):
     """The spoken-digit data could not be downloaded, verified or read."""
 
 
+class RecordingError(FSDDError, ValueError):
+    """One recording is unreadable, empty or badly named (the message names the file)."""
+
+
 def recordings_digest(folder: Path) -> str:
     """Content checksum of the .wav files in `folder` (see FSDD_RECORDINGS_SHA256)."""
     total = hashlib.sha256()
@@ -263,25 +271,49 @@ def download_fsdd(data_dir: str | os.PathLike = "data", source: str | os.PathLik
     """Download FSDD into `data_dir` once; return the folder that holds its 3,000 wavs.
 
     `source` (or the environment variable FSDD_SOURCE) may be a URL or a local archive;
-    the default is GitHub's archive of tag v1.0.10. The download is verified and atomic.
+    the default is GitHub's archive of tag v1.0.10. The download is verified and atomic:
+    a failed run leaves `data_dir` as it was, and a rerun starts afresh.
     """
-    recordings = Path(data_dir) / f"free-spoken-digit-dataset-{FSDD_VERSION}" / "recordings"
+    data_dir = Path(data_dir)
+    recordings = data_dir / f"free-spoken-digit-dataset-{FSDD_VERSION}" / "recordings"
     if (recordings / _COMPLETE_MARKER).is_file():
+        _check_complete(recordings)
         return recordings
     if recordings.parent.exists():
         raise FSDDError(f"{recordings.parent} exists but is not a complete download (no "
                         f"{_COMPLETE_MARKER} marker). It was left untouched: move or delete it, "
                         "then run again.")
+    if data_dir.exists() and not data_dir.is_dir():
+        raise FSDDError(f"{data_dir} is a file, not a folder: pass another data_dir or move the file.")
+    created = [d for d in (data_dir, *data_dir.parents) if not d.exists()]  # deepest first
+    data_dir.mkdir(parents=True, exist_ok=True)
     source = str(source or os.environ.get("FSDD_SOURCE") or FSDD_URL)
-    Path(data_dir).mkdir(parents=True, exist_ok=True)
-    with tempfile.TemporaryDirectory(dir=data_dir, prefix=".fsdd-download-") as tmp:
-        archive = _fetch(source, Path(tmp))
-        staged = Path(tmp) / recordings.parent.name / "recordings"
-        _extract_recordings(archive, staged)
-        _verify_recordings(staged, source)
-        (staged / _COMPLETE_MARKER).write_text(FSDD_RECORDINGS_SHA256 + "\n")
-        os.replace(staged.parent, recordings.parent)  # atomic on one file system
+    try:
+        with tempfile.TemporaryDirectory(dir=data_dir, prefix=".fsdd-download-") as tmp:
+            archive = _fetch(source, Path(tmp))
+            staged = Path(tmp) / recordings.parent.name / "recordings"
+            _extract_recordings(archive, staged)
+            _verify_recordings(staged, source)
+            (staged / _COMPLETE_MARKER).write_text(FSDD_RECORDINGS_SHA256 + "\n")
+            try:
+                os.replace(staged.parent, recordings.parent)  # atomic on one file system
+            except OSError:
+                if not (recordings / _COMPLETE_MARKER).is_file():  # else a parallel run finished first
+                    raise
+    except BaseException:
+        for folder in created:  # leave the disk as it was
+            if folder.is_dir() and not any(folder.iterdir()):
+                folder.rmdir()
+        raise
     return recordings
+
+
+def _check_complete(recordings: Path) -> None:
+    """Fail if files were deleted from a complete download (reruns must see the same data)."""
+    count = len(list(recordings.glob("*.wav")))
+    if count != FSDD_NUM_FILES:
+        raise FSDDError(f"{recordings} holds {count} recordings, expected {FSDD_NUM_FILES}: files were "
+                        f"added or deleted after the download. Delete {recordings.parent} and run again.")
 
 
 def _fetch(source: str, tmp: Path) -> Path:
@@ -289,7 +321,8 @@ def _fetch(source: str, tmp: Path) -> Path:
     if not re.match(r"^[a-z][a-z0-9+.-]*://", source):
         path = Path(source).expanduser()
         if not path.is_file():
-            raise FSDDError(f"FSDD archive {path} does not exist. Set FSDD_SOURCE to the path or URL "
+            what = "is a folder, not an archive" if path.is_dir() else "does not exist"
+            raise FSDDError(f"FSDD archive {path} {what}. Set FSDD_SOURCE to the path or URL "
                             f"of free-spoken-digit-dataset-{FSDD_VERSION}.tar.gz.")
         return path
     from tqdm.auto import tqdm
@@ -302,11 +335,11 @@ def _fetch(source: str, tmp: Path) -> Path:
                 while chunk := response.read(1 << 16):
                     out.write(chunk)
                     bar.update(len(chunk))
-    except (urllib.error.URLError, OSError) as err:
+    except (urllib.error.URLError, http.client.HTTPException, OSError) as err:
         raise FSDDError(f"Could not download the FSDD archive from {source}: {err}\n{_OFFLINE_HINT}") from err
     if size is not None and target.stat().st_size != size:
         raise FSDDError(f"The download from {source} was interrupted ({target.stat().st_size} of {size} "
-                        "bytes). Run again.")
+                        f"bytes); nothing was kept. Run again.\n{_OFFLINE_HINT}")
     return target
 
 
@@ -323,10 +356,11 @@ def _extract_recordings(archive: Path, staged: Path) -> None:
                                     "FSDD archive.")
                 if len(parts) >= 2 and parts[-2] == "recordings" and parts[-1].endswith(".wav"):
                     if not member.isfile():
-                        raise FSDDError(f"Refusing non-regular member {member.name!r} in archive {archive}.")
+                        raise FSDDError(f"Refusing non-regular member {member.name!r} (a link or device) "
+                                        f"in archive {archive}. Use the genuine FSDD archive.")
                     with tar.extractfile(member) as src, open(staged / parts[-1], "wb") as dst:
                         shutil.copyfileobj(src, dst)
-    except (tarfile.TarError, EOFError, OSError, zlib.error) as err:
+    except (tarfile.TarError, EOFError, zlib.error, gzip.BadGzipFile) as err:
         raise FSDDError(f"The FSDD archive {archive} is corrupt or not a .tar.gz ({err}). "
                         "Delete it and download again, or point FSDD_SOURCE at a good copy.") from err
 
@@ -347,13 +381,39 @@ def _verify_recordings(folder: Path, source: str) -> None:
 # 3.5 Free Spoken Digit Dataset: loading
 
 SAMPLE_RATE = 8000  # Hz; every FSDD recording uses it
-FILE_NAME = re.compile(r"^(?P<digit>\d)_(?P<speaker>[A-Za-z]+)_(?P<index>\d+)\.wav$")
+FILE_NAME = re.compile(r"^(?P<digit>\d)_(?P<speaker>[A-Za-z]+)_(?P<index>\d+)\.(?i:wav)$")
 
 
 def read_wav(file: str | os.PathLike) -> np.ndarray:
-    """Samples of a wav file as float32 in [-1, 1]."""
-    samplerate, waveform = wavfile.read(file)
-    return waveform.astype(np.float32) / 32768
+    """Mono samples of a wav file at 8 kHz as float32 in [-1, 1].
+
+    Reads 8/16/32-bit integer and float wavs; averages the channels of stereo files and
+    resamples other rates to 8 kHz. Raises RecordingError naming the file if it is unusable.
+    """
+    try:
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always", wavfile.WavFileWarning)
+            rate, waveform = wavfile.read(file)
+    except (ValueError, EOFError, OSError) as err:
+        raise RecordingError(f"{file} is not a readable wav file ({err}). Replace it with a good copy "
+                             "(for FSDD: delete the data folder and download again).") from err
+    if any("EOF" in str(w.message) for w in caught):
+        raise RecordingError(f"{file} is truncated (it ends before the length in its header). Replace it "
+                             "with a good copy (for FSDD: delete the data folder and download again).")
+    if waveform.size == 0:
+        raise RecordingError(f"{file} holds no samples. Delete it or replace it with a real recording.")
+    if waveform.dtype == np.uint8:  # 8-bit wavs are unsigned, silence at 128
+        waveform = (waveform.astype(np.float32) - 128) / 128
+    elif np.issubdtype(waveform.dtype, np.signedinteger):
+        waveform = waveform.astype(np.float32) / -np.iinfo(waveform.dtype).min
+    elif not np.all(np.isfinite(waveform)):
+        raise RecordingError(f"{file} holds NaN or infinite samples. Replace it with a good recording.")
+    if waveform.ndim == 2:  # (samples, channels) -> mono
+        waveform = waveform.mean(axis=1)
+    if rate != SAMPLE_RATE:
+        common = math.gcd(rate, SAMPLE_RATE)
+        waveform = resample_poly(waveform, SAMPLE_RATE // common, rate // common)
+    return np.clip(waveform, -1, 1).astype(np.float32)
 
 
 NORMALIZATIONS = ("standardize", "peak", "unit", "none")
@@ -384,15 +444,30 @@ def parse_file_name(file: str | os.PathLike) -> tuple[int, str, int]:
     """(digit, speaker, index) from a name like '7_jackson_32.wav'."""
     match = FILE_NAME.match(Path(file).name)
     if match is None:
-        raise ValueError(f"{file}: expected a name like '7_jackson_32.wav' ({{digit}}_{{speaker}}_{{index}}.wav).")
+        raise RecordingError(f"{file}: expected a name like '7_jackson_32.wav' ({{digit}}_{{speaker}}_"
+                             "{index}.wav). Rename the file or move it out of the folder.")
     return int(match["digit"]), match["speaker"], int(match["index"])
+
+
+def list_recordings(folder: str | os.PathLike) -> list[Path]:
+    """Sorted .wav files in `folder`; other files and hidden ones (e.g. macOS '._*.wav') are skipped."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise FSDDError(f"{folder} is not a folder. Pass the folder that download_fsdd() returns, "
+                        "e.g. SpokenDigits(download_fsdd()).")
+    files = sorted(f for f in folder.iterdir()
+                   if f.suffix.lower() == ".wav" and not f.name.startswith(".") and f.is_file())
+    if not files:
+        raise FSDDError(f"{folder} holds no .wav files. Pass the folder that download_fsdd() returns "
+                        "(.../recordings), or put recordings named like 7_jackson_32.wav in it.")
+    return files
 
 
 class SpokenDigits(torch.utils.data.Dataset):
     """FSDD waveforms as (1, 6000) float tensors with digit labels, in sorted file order."""
 
     def __init__(self, data_dir: str | os.PathLike, size: int = 6000):
-        self.files = sorted(Path(data_dir).glob("*.wav"))
+        self.files = list_recordings(data_dir)
         parsed = [parse_file_name(f) for f in self.files]
         self.speakers = [speaker for _, speaker, _ in parsed]
         self.indices = [index for _, _, index in parsed]
@@ -672,18 +747,17 @@ def train(net: nn.Module, train_iter, test_iter, num_epochs: int, lr: float,
 
 
 def converged(result: TrainResult, chance: float = 0.1) -> str:
-    """Verdict on a run: 'yes' if it learned and its test accuracy rose by less than 2 points over
-    the last quarter of the epochs (more epochs would hardly help), else 'no' and why."""
+    """Verdict on a run: 'yes' if it learned and its test accuracy changed by less than 2 points
+    over the last quarter of the epochs (at least the last two), else 'no' and why."""
     test_accs = [test_acc for _, _, test_acc in result.history]
     if result.train_acc < 2 * chance:
         return "no (stuck near chance)"
     if len(test_accs) < 2:
         return "no (too few epochs to tell)"
-    gain = test_accs[-1] - test_accs[-1 - max(1, len(test_accs) // 4)]
-    if gain >= 0.02:
-        return f"no (test acc +{gain:.2f} in the last quarter)"
+    change = test_accs[-1] - test_accs[-max(2, len(test_accs) // 4)]
+    if abs(change) >= 0.02:
+        return f"no (test acc {change:+.2f} in the last quarter)"
     return "yes"
-
 
 
 def compare_normalizations(files: list[Path], num_epochs: int, lr: float, train_size: int = 600,

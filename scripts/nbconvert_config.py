@@ -1,7 +1,12 @@
 """nbconvert settings for export_pdf.sh."""
+from pathlib import Path
+
 c = get_config()  # noqa: F821 (provided by traitlets when the config file is loaded)
 
 # Run the notebook from the repository root, with no time limit per cell.
 c.ExecutePreprocessor.timeout = None
 # d2l draws SVG figures; convert them for LaTeX with rsvg-convert instead of Inkscape.
 c.SVG2PDFPreprocessor.command = ["rsvg-convert", "-f", "pdf", "-o", "{to_filename}", "{from_filename}"]
+# LaTeX template: nbconvert's own, with unnumbered sections (scripts/templates/assignment).
+c.TemplateExporter.extra_template_basedirs = [str(Path(__file__).parent / "templates")]
+c.LatexExporter.template_name = "assignment"

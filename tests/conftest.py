@@ -1,11 +1,8 @@
-"""Shared fixtures: the real FSDD archive, its extracted recordings, a local HTTP server."""
+"""Shared fixtures: the real FSDD archive and its extracted recordings."""
 from __future__ import annotations
 
-import functools
-import http.server
 import os
 import sys
-import threading
 from pathlib import Path
 
 import pytest
@@ -34,22 +31,3 @@ def fsdd_archive() -> Path:
 def recordings(fsdd_archive: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The 3,000 real recordings, extracted once per test session."""
     return helpers.download_fsdd(tmp_path_factory.mktemp("fsdd"), source=fsdd_archive)
-
-
-@pytest.fixture
-def serve_directory():
-    """Serve a folder on 127.0.0.1 and return its base URL; stops after the test."""
-    servers = []
-
-    def serve(folder: Path) -> str:
-        handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=str(folder))
-        handler.log_message = lambda *args: None
-        server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
-        threading.Thread(target=server.serve_forever, daemon=True).start()
-        servers.append(server)
-        return f"http://127.0.0.1:{server.server_address[1]}"
-
-    yield serve
-    for server in servers:
-        server.shutdown()
-        server.server_close()

@@ -194,9 +194,13 @@ def test_converged_verdicts():
                                    [(0.5, train_acc, acc) for acc in test_accs])
     assert helpers.converged(result([0.1] * 8, train_acc=0.1)).startswith("no (stuck")
     assert helpers.converged(result([0.5])).startswith("no (too few")
-    assert helpers.converged(result([0.3, 0.5, 0.6, 0.7, 0.75, 0.8, 0.85, 0.9])) == "no (test acc +0.10 in the last quarter)"
+    rising = [0.3, 0.5, 0.6, 0.7, 0.75, 0.8, 0.85, 0.9]
+    assert helpers.converged(result(rising)) == "no (test acc +0.05 in the last quarter)"
+    assert helpers.converged(result(rising[:7] + [0.8])) == "no (test acc -0.05 in the last quarter)"
     assert helpers.converged(result([0.3, 0.5, 0.6, 0.7, 0.8, 0.84, 0.85, 0.85])) == "yes"
-    assert helpers.converged(result([0.5, 0.8, 0.8])) == "yes"  # at least one epoch back
+    assert helpers.converged(result([0.5, 0.8, 0.8])) == "yes"  # at least the last two epochs
+    dip = [0.4, 0.5, 0.4, 0.7, 0.75, 0.8, 0.7, 0.9, 0.76, 0.96, 0.96, 0.96]  # a dip before the plateau
+    assert helpers.converged(result(dip)) == "yes"
 
 
 def test_markdown_table():

@@ -1,0 +1,135 @@
+"""Beyond the assignment: speaker folds, official split, augmentations, the networks, the results file."""
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+
+import helpers
+
+SPEAKERS = ["george", "jackson", "lucas", "nicolas", "theo", "yweweler"]
+
+
+@pytest.fixture(scope="module")
+def fsdd_labels(recordings) -> tuple[list[str], list[int]]:
+    """Speaker and take of every real recording, in SpokenDigits order."""
+    parsed = [helpers.parse_file_name(f) for f in sorted(recordings.glob("*.wav"))]
+    return [speaker for _, speaker, _ in parsed], [index for _, _, index in parsed]
+
+
+def test_speaker_folds_leave_each_speaker_out_once(fsdd_labels):
+    speakers, _ = fsdd_labels
+    folds = helpers.speaker_folds(speakers)
+    assert [speaker for speaker, _, _ in folds] == SPEAKERS
+    tested = torch.cat([test for _, _, test in folds])
+    assert sorted(tested.tolist()) == list(range(3000))  # every recording tested exactly once
+    for speaker, train, test in folds:
+        assert {speakers[i] for i in test.tolist()} == {speaker}
+        assert speaker not in {speakers[i] for i in train.tolist()}
+        assert len(train) + len(test) == 3000 and len(test) == 500
+
+
+def test_official_split_tests_takes_0_to_4(fsdd_labels):
+    _, indices = fsdd_labels
+    train, test = helpers.official_split(indices)
+    assert (len(train), len(test)) == (2700, 300)  # 5 takes x 10 digits x 6 speakers are tested
+    assert all(indices[i] < 5 for i in test.tolist()) and all(indices[i] >= 5 for i in train.tolist())
+    assert set(train.tolist()).isdisjoint(test.tolist())
+
+
+def test_random_split_indices_match_random_split():
+    train, test = helpers.random_split_indices(3000, 2000, seed=7)
+    subset, _ = torch.utils.data.random_split(torch.arange(3000), [2000, 1000],
+                                              generator=torch.Generator().manual_seed(7))
+    assert train.tolist() == subset.indices and len(test) == 1000
+    assert sorted(train.tolist() + test.tolist()) == list(range(3000))
+
+
+def conv(i: int, o: int, k: int) -> int:
+    """Weights and biases of Conv1d(i, o, k) followed by BatchNorm1d(o)."""
+    return i * o * k + o + 2 * o
+
+
+HEAD = conv(32, 32, 3) + conv(32, 64, 3) + conv(64, 64, 3) + conv(64, 128, 3) + 128 * 10 + 10  # gap_head after its first conv
+
+
+@pytest.mark.parametrize("build, shape, params", [
+    (helpers.build_net_waveform, (1, 6000), conv(1, 32, 80) + conv(32, 32, 3) + conv(32, 64, 3) + conv(64, 64, 3) + 650),
+    (helpers.build_net_filterbank, (1, 6000), 40 * 101 + conv(40, 32, 3) + HEAD),  # filters: no bias
+    (helpers.build_net_mfcc_gap, (13, 74), conv(13, 32, 3) + HEAD),
+])
+def test_networks_map_inputs_to_ten_logits(build, shape, params):
+    net = build().eval()
+    assert net(torch.randn(4, *shape)).shape == (4, 10)
+    assert helpers.parameter_count(net) == params
+
+
+def test_utterance_cmvn_normalizes_every_channel():
+    x = torch.randn(3, 13, 74) * 5 + 2
+    z = helpers.utterance_cmvn(x)
+    torch.testing.assert_close(z.mean(-1), torch.zeros(3, 13), atol=1e-5, rtol=0)
+    torch.testing.assert_close(z.std(-1), torch.ones(3, 13), atol=1e-4, rtol=0)
+
+
+def test_speed_perturb_resamples_and_zero_fills():
+    x = torch.arange(10.0).view(1, 1, 10).repeat(3, 1, 1)
+    y = helpers.speed_perturb(x, torch.tensor([1.0, 2.0, 0.5]))
+    assert torch.equal(y[0], x[0])  # factor 1 keeps the signal
+    assert y[1, 0].tolist() == [0, 2, 4, 6, 8, 0, 0, 0, 0, 0]  # twice as fast: every other sample
+    assert y[2, 0].tolist() == [0, 0.5, 1, 1.5, 2, 2.5, 3, 3.5, 4, 4.5]  # half as fast: interpolated
+
+
+def test_add_noise_has_the_requested_snr():
+    torch.manual_seed(0)
+    x = torch.randn(2, 1, 100000)
+    noise = helpers.add_noise(x, torch.tensor([0.0, 20.0])) - x
+    ratio = x.pow(2).mean(-1) / noise.pow(2).mean(-1)
+    torch.testing.assert_close(10 * ratio.log10().squeeze(1), torch.tensor([0.0, 20.0]), atol=0.1, rtol=0)
+
+
+def test_mask_band_zeros_one_band_per_example():
+    torch.manual_seed(0)
+    x = torch.ones(50, 13, 74)
+    frames = helpers.mask_band(x, 9, dim=2)
+    zero_frames = (frames == 0).all(1).sum(1)  # masked frames per example
+    assert zero_frames.max() <= 9 and zero_frames.max() > 0
+    assert ((frames == 0).any(1) == (frames == 0).all(1)).all()  # whole frames, all channels
+    rows = helpers.mask_band(x, 2, dim=1)
+    assert (rows == 0).all(2).sum(1).max() <= 2 and ((rows == 0).any(2) == (rows == 0).all(2)).all()
+
+
+def test_augmented_loader_delays_every_signal_and_keeps_its_label():
+    torch.manual_seed(0)
+    x = torch.zeros(64, 1, 100)
+    x[:, :, :10] = 1  # every signal starts at sample 0 and lasts 10 samples
+    recipe = helpers.Recipe("test", "waveform", helpers.build_net_waveform, epochs=1, lr=1e-3, max_delay=20)
+    batches = list(helpers.AugmentedLoader(torch.utils.data.TensorDataset(x, torch.arange(64)), 16, recipe))
+    X, y = torch.cat([X for X, _ in batches]), torch.cat([y for _, y in batches])
+    assert sorted(y.tolist()) == list(range(64))
+    onsets = (X[:, 0] > 0).float().argmax(1)
+    assert 0 <= onsets.min() and onsets.max() <= 20 and len(set(onsets.tolist())) > 5
+    assert ((X[:, 0] > 0).sum(1) == 10).all()  # delayed, not cut
+
+
+def test_confusion_matrix_counts_pairs():
+    counts = helpers.confusion_matrix(torch.tensor([0, 0, 1, 2]), torch.tensor([0, 1, 1, 2]), classes=3)
+    assert counts.tolist() == [[1, 1, 0], [0, 1, 0], [0, 0, 1]]
+
+
+def test_top_confusions_skips_the_diagonal():
+    counts = [[50, 1, 0], [3, 40, 2], [0, 0, 60]]
+    assert helpers.top_confusions(counts, 2) == [(1, 0, 3), (1, 2, 2)]
+
+
+def test_results_file_has_the_schema_the_notebook_reads():
+    results = json.loads(helpers.RESULTS_FILE.read_text())
+    assert set(results["recipes"]) == set(helpers.RECIPES)
+    for name, r in results["recipes"].items():
+        assert list(r["loso"]) == SPEAKERS
+        assert r["loso_mean"] == pytest.approx(sum(r["loso"].values()) / 6, abs=1e-4)  # stored to 4 decimals
+        assert 0 <= r["official"] <= 1 and len(r["random"]) == 3
+        counts = torch.tensor(r["confusion"])
+        assert counts.shape == (10, 10) and counts.sum() == 3000 and (counts.sum(1) == 300).all()
+        correct = counts.diag().sum().item() / 3000  # pooled LOSO accuracy: 500 recordings per speaker
+        assert correct == pytest.approx(r["loso_mean"], abs=1e-4), name

@@ -687,11 +687,43 @@ class TrainResult:
     history: list[tuple[float, float, float]]
 
 
-def evaluate_accuracy(net: nn.Module, data_iter, device: torch.device) -> float:
-    """Fraction of correctly classified samples in `data_iter`."""
+def native_bf16(device: torch.device) -> bool:
+    """Whether `device` computes bfloat16 natively: a CUDA GPU with bf16, or a CPU with AVX512-BF16 or AMX."""
+    if device.type == "cuda":
+        return torch.cuda.is_bf16_supported()
+    return device.type == "cpu" and (torch.cpu._is_avx512_bf16_supported() or torch.cpu._is_amx_tile_supported())
+
+
+def mixed_precision(device: torch.device, enabled: bool | None = None) -> torch.autocast:
+    """Autocast to bfloat16 on `device` (convolutions and matrix products; losses stay float32);
+    `enabled=None` turns it on where the hardware computes bf16 natively (see native_bf16)."""
+    enabled = native_bf16(device) if enabled is None else enabled
+    return torch.autocast(device.type, dtype=torch.bfloat16, enabled=enabled)
+
+
+def has_batch_norm(net: nn.Module) -> bool:
+    """Whether `net` contains a batch-norm layer."""
+    return any(isinstance(m, nn.modules.batchnorm._BatchNorm) for m in net.modules())
+
+
+def channels_last(net: nn.Module) -> nn.Module:
+    """Store every Conv1d weight with its input channels innermost (in place, values unchanged).
+
+    oneDNN then runs each convolution channels-last and hands the next layer channels-last
+    activations: on a CPU the 3.6 network trains ~1.3x faster. (Batch norm has no fast CPU
+    kernel for that layout, so train() leaves networks with batch norm as they are.)
+    """
+    for layer in net.modules():
+        if isinstance(layer, nn.Conv1d):
+            layer.weight.data = layer.weight.data.transpose(1, 2).contiguous().transpose(1, 2)
+    return net
+
+
+def evaluate_accuracy(net: nn.Module, data_iter, device: torch.device, bf16: bool | None = None) -> float:
+    """Fraction of correctly classified samples in `data_iter` (`bf16`: see mixed_precision)."""
     net.eval()
     correct, total = 0.0, 0
-    with torch.inference_mode():
+    with torch.inference_mode(), mixed_precision(device, bf16):
         for X, y in data_iter:
             correct += d2l.accuracy(net(X.to(device)), y.to(device))
             total += len(y)
@@ -700,22 +732,28 @@ def evaluate_accuracy(net: nn.Module, data_iter, device: torch.device) -> float:
 
 def train(net: nn.Module, train_iter, test_iter, num_epochs: int, lr: float,
           device: torch.device = d2l.try_gpu(), *, optimizer: str = "sgd", schedule: str | None = None,
-          weight_decay: float = 0.0, animate: bool = True, title: str | None = None) -> TrainResult:
+          weight_decay: float = 0.0, bf16: bool | None = None, animate: bool = True,
+          title: str | None = None) -> TrainResult:
     """Train a model with a GPU (the assignment's d2l train function, with its live plot).
 
-    The plot is redrawn once per epoch (redrawing costs ~0.05 s). Keyword-only options:
+    The plot is redrawn once per epoch (redrawing costs ~0.08 s). Keyword-only options:
     `optimizer` 'sgd' (the assignment's) or 'adamw'; `schedule` None (constant lr) or 'onecycle'
-    (warm up to `lr`, then anneal to zero); `animate=False` skips the plot and the prints; `title`
-    names the plot. Returns the final metrics and the per-epoch history.
+    (warm up to `lr`, then anneal to zero); `bf16` mixed precision (None: where the hardware has
+    it, see mixed_precision); `animate=False` skips the plot and the prints; `title` names the
+    plot. For speed it uses the fused optimizer kernels and, on a CPU, channels_last(net).
+    Returns the final metrics and the per-epoch history.
     """
     start = time.perf_counter()
     if animate:
         print('training on', device)
     net.to(device)
+    if device.type == "cpu" and not has_batch_norm(net):
+        channels_last(net)
+    fused = device.type in ("cpu", "cuda")  # one kernel for all parameters instead of ~10 per tensor
     if optimizer == "sgd":
-        optimizer = torch.optim.SGD(net.parameters(), lr=lr, weight_decay=weight_decay)
+        optimizer = torch.optim.SGD(net.parameters(), lr=lr, weight_decay=weight_decay, fused=fused)
     elif optimizer == "adamw":
-        optimizer = torch.optim.AdamW(net.parameters(), lr=lr, weight_decay=weight_decay)
+        optimizer = torch.optim.AdamW(net.parameters(), lr=lr, weight_decay=weight_decay, fused=fused)
     else:
         raise ValueError(f"unknown optimizer {optimizer!r}; expected 'sgd' or 'adamw'")
     scheduler = (torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=lr, epochs=num_epochs,
@@ -736,8 +774,9 @@ def train(net: nn.Module, train_iter, test_iter, num_epochs: int, lr: float,
             timer.start()
             optimizer.zero_grad()
             X, y = X.to(device), y.to(device, torch.long)
-            y_hat = net(X)
-            l = loss(y_hat, y)
+            with mixed_precision(device, bf16):
+                y_hat = net(X)
+                l = loss(y_hat, y)
             l.backward()
             optimizer.step()
             if scheduler is not None:
@@ -747,7 +786,7 @@ def train(net: nn.Module, train_iter, test_iter, num_epochs: int, lr: float,
             timer.stop()
         train_l = metric[0] / metric[2]
         train_acc = metric[1] / metric[2]
-        test_acc = evaluate_accuracy(net, test_iter, device)
+        test_acc = evaluate_accuracy(net, test_iter, device, bf16)
         history.append((train_l, train_acc, test_acc))
         if animator:
             animator.add(epoch + 1, (train_l, train_acc, test_acc))
@@ -974,7 +1013,7 @@ def predict(net: nn.Module, x: torch.Tensor, batch_size: int = 256) -> torch.Ten
     """Predicted class of every x[i]."""
     net.eval()
     device = next(net.parameters()).device
-    with torch.inference_mode():
+    with torch.inference_mode(), mixed_precision(device):
         return torch.cat([net(X.to(device)).argmax(1).cpu() for X in x.split(batch_size)])
 
 

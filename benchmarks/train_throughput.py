@@ -1,16 +1,19 @@
 """Training throughput of the 3.6 base network: the assignment's path against the project's path.
 
-Both paths train `build_net()` for the same number of SGD steps at batch size 32 on the same
-recordings, in one process, one after the other:
+Every path trains `build_net()` for the same number of SGD steps at batch size 32 on the same
+recordings, in one process, lever by lever:
 - assignment: a Dataset that reads and normalizes a wav per item, a DataLoader, and the
   assignment's training loop (SGD, d2l.Accumulator and d2l.accuracy after every batch);
-- project: the preloaded tensors of helpers.SpokenDigits, helpers.BatchLoader and helpers.train.
-The assignment's path runs with torch's default thread count (what a student gets), the project's
-with helpers.set_threads() (A3_THREADS overrides it). It prints examples/s, the GFLOP/s reached
-against a float32 matrix-multiply ceiling measured in the same run, and last `speedup: X.XXx`
-(project examples/s over assignment examples/s).
+- preloaded: the same loop over the preloaded tensors of helpers.SpokenDigits (helpers.BatchLoader);
+- project fp32: helpers.train (fused optimizer, channels-last convolutions) in float32;
+- project: helpers.train as the notebook runs it (bf16 mixed precision where the CPU has it).
+The assignment's path runs with torch's default thread count (what a student gets), the others
+with helpers.set_threads() (A3_THREADS overrides it). Each path runs `--rounds` times, interleaved
+with the others, and keeps its fastest round: this shared machine's speed drifts by 20 % and more.
+It prints examples/s, the GFLOP/s reached against a float32 matrix-multiply ceiling measured in
+the same run, and last `speedup: X.XXx` (project examples/s over assignment examples/s).
 
-    .venv/bin/python benchmarks/train_throughput.py [--steps 60]
+    .venv/bin/python benchmarks/train_throughput.py [--steps 60] [--rounds 3]
 """
 from __future__ import annotations
 
@@ -43,11 +46,10 @@ class WavFiles(torch.utils.data.Dataset):
         return x, helpers.parse_file_name(self.files[idx])[0]
 
 
-def assignment_path(files: list[Path], lr: float) -> float:
-    """Seconds for one pass of the assignment's training loop over `files`."""
+def assignment_loop(train_iter, lr: float) -> float:
+    """Seconds for one pass of the assignment's training loop (plain SGD, float32) over `train_iter`."""
     net, loss = helpers.build_net(), nn.CrossEntropyLoss()
     optimizer = torch.optim.SGD(net.parameters(), lr=lr)
-    train_iter = torch.utils.data.DataLoader(WavFiles(files), batch_size=BATCH_SIZE, shuffle=True)
     start = time.perf_counter()
     metric = d2l.Accumulator(3)
     net.train()
@@ -62,14 +64,14 @@ def assignment_path(files: list[Path], lr: float) -> float:
     return time.perf_counter() - start
 
 
-def project_path(data: helpers.SpokenDigits, count: int, lr: float) -> float:
+def project_train(data: helpers.SpokenDigits, count: int, lr: float, bf16: bool | None) -> float:
     """Seconds for helpers.train over the first `count` preloaded recordings (one epoch)."""
     subset = torch.utils.data.Subset(data, range(count))
     train_iter = helpers.BatchLoader(subset, BATCH_SIZE, shuffle=True)
     test_iter = helpers.BatchLoader(torch.utils.data.Subset(data, range(BATCH_SIZE)), BATCH_SIZE)
     start = time.perf_counter()
     helpers.train(helpers.build_net(), train_iter, test_iter, num_epochs=1, lr=lr,
-                  device=torch.device("cpu"), animate=False)
+                  device=torch.device("cpu"), bf16=bf16, animate=False)
     return time.perf_counter() - start
 
 
@@ -105,27 +107,40 @@ def _timed(fn) -> float:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--steps", type=int, default=60, help="SGD steps per path (batch 32)")
+    parser.add_argument("--steps", type=int, default=60, help="SGD steps per round (batch 32)")
+    parser.add_argument("--rounds", type=int, default=3, help="rounds per path; the fastest counts")
     parser.add_argument("--lr", type=float, default=0.02)
     args = parser.parse_args()
-    default_threads = torch.get_num_threads()
+    default_threads, threads = torch.get_num_threads(), helpers.set_threads()
     torch.manual_seed(0)
     data = helpers.SpokenDigits(helpers.download_fsdd())
     count = args.steps * BATCH_SIZE
-    files = [data.files[i] for i in torch.randperm(len(data.files))[:count]]
+    order = torch.randperm(len(data.files))[:count]
+    files = [data.files[i] for i in order]
+    preloaded = torch.utils.data.TensorDataset(data.x[order], data.y[order])
     flops = training_flops_per_example(helpers.build_net())
-    print(f"torch {torch.__version__}, {args.steps} steps of batch {BATCH_SIZE}, "
-          f"{flops / 1e6:.1f} MFLOP per training example")
-    rates = {}
-    for name, threads, run in (("assignment", default_threads, lambda: assignment_path(files, args.lr)),
-                               ("project", helpers.set_threads(), lambda: project_path(data, count, args.lr))):
-        torch.set_num_threads(threads)
-        ceiling = matmul_ceiling_gflops()
-        run()  # warm-up pass (caches, allocator), not timed
-        rates[name] = count / run()
-        gflops = rates[name] * flops / 1e9
-        print(f"{name:>10}: {threads} threads, {rates[name]:6.1f} examples/s, {gflops:5.2f} GFLOP/s "
-              f"= {100 * gflops / ceiling:.0f}% of the float32 matmul ceiling ({ceiling:.0f} GFLOP/s)")
+    print(f"torch {torch.__version__}, {args.steps} steps of batch {BATCH_SIZE}, best of {args.rounds} rounds, "
+          f"{flops / 1e6:.1f} MFLOP per training example, native bf16: {helpers.native_bf16(torch.device('cpu'))}")
+    paths = {
+        "assignment": (default_threads, lambda: assignment_loop(
+            torch.utils.data.DataLoader(WavFiles(files), batch_size=BATCH_SIZE, shuffle=True), args.lr)),
+        "preloaded": (threads, lambda: assignment_loop(
+            helpers.BatchLoader(preloaded, BATCH_SIZE, shuffle=True), args.lr)),
+        "project fp32": (threads, lambda: project_train(data, count, args.lr, bf16=False)),
+        "project": (threads, lambda: project_train(data, count, args.lr, bf16=None)),
+    }
+    seconds = {name: [] for name in paths}
+    ceilings = {}
+    for _ in range(args.rounds + 1):  # the first round warms up caches and the allocator, untimed
+        for name, (count_threads, run) in paths.items():
+            torch.set_num_threads(count_threads)
+            ceilings[name] = max(ceilings.get(name, 0.0), matmul_ceiling_gflops())
+            seconds[name].append(run())
+    rates = {name: count / min(times[1:]) for name, times in seconds.items()}
+    for name, rate in rates.items():
+        gflops = rate * flops / 1e9
+        print(f"{name:>12}: {paths[name][0]} threads, {rate:6.1f} examples/s, {gflops:5.2f} GFLOP/s "
+              f"= {100 * gflops / ceilings[name]:.0f}% of the float32 matmul ceiling ({ceilings[name]:.0f} GFLOP/s)")
     print(f"speedup: {rates['project'] / rates['assignment']:.2f}x")
 
 

@@ -188,6 +188,40 @@ def test_short_training_on_real_recordings_lowers_the_loss(subset):
     assert result.test_acc > 0.4  # chance is 0.1
 
 
+@pytest.mark.parametrize("bf16", [False, True])
+def test_training_lowers_the_loss_in_float32_and_bfloat16(subset, bf16):
+    data = helpers.SpokenDigits(subset(10))  # 100 recordings
+    torch.manual_seed(0)
+    net = helpers.build_net_batchnorm()
+    loader = helpers.BatchLoader(data, batch_size=20, shuffle=True)
+    result = helpers.train(net, loader, loader, num_epochs=4, lr=1e-2, device=CPU, optimizer="adamw",
+                           bf16=bf16, animate=False)
+    losses = [loss for loss, _, _ in result.history]
+    assert losses[-1] < 0.5 * losses[0]
+
+
+def test_channels_last_changes_the_layout_not_the_outputs():
+    torch.manual_seed(0)
+    net, x = helpers.build_net(), torch.randn(2, 1, 6000)
+    with torch.no_grad():
+        before = net(x)
+        helpers.channels_last(net)
+        after = net(x)
+    weight = net[3].weight  # Conv1d(4, 8, 5): shape (8, 4, 5), input channels innermost
+    assert weight.shape == (8, 4, 5) and weight.stride() == (20, 1, 4)
+    torch.testing.assert_close(after, before, rtol=1e-5, atol=1e-6)
+
+
+def test_mixed_precision_runs_convolutions_in_bfloat16_only_when_enabled():
+    conv, x = nn.Conv1d(1, 4, 5), torch.randn(2, 1, 50)
+    with helpers.mixed_precision(CPU, enabled=True):
+        assert conv(x).dtype == torch.bfloat16
+    with helpers.mixed_precision(CPU, enabled=False):
+        assert conv(x).dtype == torch.float32
+    with helpers.mixed_precision(CPU):  # by default: where the CPU computes bf16 natively
+        assert torch.is_autocast_enabled("cpu") == helpers.native_bf16(CPU)
+
+
 def test_converged_verdicts():
     def result(test_accs, train_acc=0.9):
         return helpers.TrainResult(0.5, train_acc, test_accs[-1], 1.0, 0.01,

@@ -4,6 +4,7 @@ from __future__ import annotations
 import gzip
 import hashlib
 import http.client
+import json
 import math
 import os
 import re
@@ -715,7 +716,10 @@ def channels_last(net: nn.Module) -> nn.Module:
     """
     for layer in net.modules():
         if isinstance(layer, nn.Conv1d):
-            layer.weight.data = layer.weight.data.transpose(1, 2).contiguous().transpose(1, 2)
+            w = layer.weight.data  # (out, in, kernel)
+            # explicit strides: for in = 1, .contiguous() would keep the ambiguous default layout
+            strides = (w.shape[1] * w.shape[2], 1, w.shape[1])
+            layer.weight.data = torch.empty_strided(w.shape, strides, dtype=w.dtype, device=w.device).copy_(w)
     return net
 
 
@@ -865,6 +869,7 @@ class SpokenDigitsMFCC(SpokenDigits):
 from collections.abc import Callable  # noqa: E402  (only this section needs it)
 
 RESULTS_FILE = Path(__file__).parent / "results" / "speaker_independent.json"
+RUN_STUDY = os.environ.get("A3_STUDY", "0") == "1"  # the notebook reruns the whole study (update_results)
 SPLIT_SEED = 0  # the notebook's SEED, so the random 2/3 split is the one of 3.5
 
 
@@ -919,7 +924,7 @@ def conv_bn_relu(in_channels: int, out_channels: int, kernel_size: int = 3, **op
     return [nn.Conv1d(in_channels, out_channels, kernel_size, **options), nn.BatchNorm1d(out_channels), nn.ReLU()]
 
 
-def build_net_waveform(channels: int = 32) -> nn.Sequential:
+def build_net_waveform(channels: int = 64) -> nn.Sequential:
     """M5 (Dai et al. 2017) for 1 x 6000 raw samples: a wide strided convolution (80 samples = 10 ms,
     stride 4), then 3-tap convolutions with max pooling, global average pooling and a linear layer."""
     return nn.Sequential(
@@ -1087,9 +1092,9 @@ RECIPES = {
                    epochs=30, lr=1e-2, batch_size=64, max_shift=4),
     "mfcc_cmvn": Recipe("build_net_mfcc_gap, per-utterance CMVN, delay <= 10 frames, SpecAugment masks", "mfcc",
                         build_net_mfcc_gap, epochs=30, lr=1e-3, cmvn=True, max_delay=10, masks=(2, 9)),
-    "waveform": Recipe("build_net_waveform (M5), delay <= 1500 samples, speed 0.85-1.15, noise 10-40 dB",
-                       "waveform", build_net_waveform, epochs=25, lr=3e-3, max_delay=1500, speed=0.15,
-                       snr_db=(10, 40)),
+    "waveform": Recipe("build_net_waveform (M5, 64 channels), delay <= 1500 samples, speed 0.85-1.15, "
+                       "noise 10-40 dB", "waveform", build_net_waveform, epochs=30, lr=3e-3, max_delay=1500,
+                       speed=0.15, snr_db=(10, 40)),
     "filterbank": Recipe("build_net_filterbank (learned log filterbank), augmented as waveform",
                          "waveform", build_net_filterbank, epochs=25, lr=3e-3, max_delay=1500, speed=0.15,
                          snr_db=(10, 40)),
@@ -1102,6 +1107,22 @@ def speaker_independent_study(data_dir: str | os.PathLike, names: list[str]) -> 
     inputs = {"mfcc": data.x, "waveform": SpokenDigits(data_dir).x}
     return {name: evaluate_recipe(RECIPES[name], inputs[RECIPES[name].features], data.y, data.speakers,
                                   data.indices, SPLIT_SEED) for name in names}
+
+
+def update_results(data_dir: str | os.PathLike, names: list[str], file: Path = RESULTS_FILE) -> dict:
+    """Run speaker_independent_study for the named recipes one by one, merging each into `file`
+    (written after every recipe, so an interrupted run keeps what it finished); returns the results."""
+    results = json.loads(file.read_text()) if file.exists() else {"recipes": {}}
+    for name in names:
+        results["recipes"].update(speaker_independent_study(data_dir, [name]))
+        print(f"{name}: {results['recipes'][name]['seconds']:.0f} s", flush=True)
+        results["recipes"] = {n: results["recipes"][n] for n in RECIPES if n in results["recipes"]}
+        results["seconds"] = sum(r["seconds"] for r in results["recipes"].values())
+        file.parent.mkdir(exist_ok=True)
+        staged = file.with_suffix(".partial")
+        staged.write_text(json.dumps(results, indent=1) + "\n")
+        os.replace(staged, file)  # atomic: a killed run never leaves a broken file
+    return results
 
 
 def speaker_independent_tables(results: dict) -> tuple[list[dict], list[dict]]:

@@ -55,7 +55,7 @@ HEAD = conv(32, 32, 3) + conv(32, 64, 3) + conv(64, 64, 3) + conv(64, 128, 3) + 
 
 
 @pytest.mark.parametrize("build, shape, params", [
-    (helpers.build_net_waveform, (1, 6000), conv(1, 32, 80) + conv(32, 32, 3) + conv(32, 64, 3) + conv(64, 64, 3) + 650),
+    (helpers.build_net_waveform, (1, 6000), conv(1, 64, 80) + conv(64, 64, 3) + conv(64, 128, 3) + conv(128, 128, 3) + 1290),
     (helpers.build_net_filterbank, (1, 6000), 40 * 101 + conv(40, 32, 3) + HEAD),  # filters: no bias
     (helpers.build_net_mfcc_gap, (13, 74), conv(13, 32, 3) + HEAD),
 ])
@@ -133,3 +133,13 @@ def test_results_file_has_the_schema_the_notebook_reads():
         assert counts.shape == (10, 10) and counts.sum() == 3000 and (counts.sum(1) == 300).all()
         correct = counts.diag().sum().item() / 3000  # pooled LOSO accuracy: 500 recordings per speaker
         assert correct == pytest.approx(r["loso_mean"], abs=1e-4), name
+
+
+def test_update_results_merges_each_recipe_into_the_file(tmp_path, monkeypatch):
+    file = tmp_path / "results.json"
+    file.write_text(json.dumps({"recipes": {"filterbank": {"seconds": 5}}}))
+    monkeypatch.setattr(helpers, "speaker_independent_study", lambda data_dir, names: {names[0]: {"seconds": 2}})
+    results = helpers.update_results("unused", ["waveform", "mfcc"], file)
+    assert list(results["recipes"]) == ["mfcc", "waveform", "filterbank"]  # in RECIPES order, old kept
+    assert results["seconds"] == 9 and json.loads(file.read_text()) == results
+    assert not file.with_suffix(".partial").exists()

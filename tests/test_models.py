@@ -209,6 +209,8 @@ def test_channels_last_changes_the_layout_not_the_outputs():
         after = net(x)
     weight = net[3].weight  # Conv1d(4, 8, 5): shape (8, 4, 5), input channels innermost
     assert weight.shape == (8, 4, 5) and weight.stride() == (20, 1, 4)
+    assert net[0].weight.stride() == (5, 1, 1)  # Conv1d(1, 4, 5): one input channel, still channels-last
+    assert net[0](x).stride() == (5996 * 4, 1, 4)  # so the first activations are channels-last too
     torch.testing.assert_close(after, before, rtol=1e-5, atol=1e-6)
 
 

@@ -11,7 +11,6 @@ other jobs): mfcc 2, mfcc_cmvn 9, waveform 18, filterbank 15; each recipe's "sec
 """
 from __future__ import annotations
 
-import json
 import sys
 from pathlib import Path
 
@@ -22,16 +21,8 @@ import helpers  # noqa: E402
 
 def main(names: list[str]) -> None:
     """Evaluate the named recipes (all by default) and merge their results into the results file."""
-    file = helpers.RESULTS_FILE
-    results = json.loads(file.read_text()) if file.exists() else {"recipes": {}}
-    for name in names or list(helpers.RECIPES):
-        results["recipes"].update(helpers.speaker_independent_study(helpers.download_fsdd(), [name]))
-        print(f"{name}: {results['recipes'][name]['seconds']:.0f} s", flush=True)
-        results["recipes"] = {name: results["recipes"][name] for name in helpers.RECIPES if name in results["recipes"]}
-        results["seconds"] = sum(r["seconds"] for r in results["recipes"].values())
-        file.parent.mkdir(exist_ok=True)
-        file.write_text(json.dumps(results, indent=1) + "\n")
-    print(f"wrote {file}: {results['seconds'] / 60:.1f} minutes of training in all")
+    results = helpers.update_results(helpers.download_fsdd(), names or list(helpers.RECIPES))
+    print(f"wrote {helpers.RESULTS_FILE}: {results['seconds'] / 60:.1f} minutes of training in all")
 
 
 if __name__ == "__main__":

@@ -214,6 +214,22 @@ def test_channels_last_changes_the_layout_not_the_outputs():
     torch.testing.assert_close(after, before, rtol=1e-5, atol=1e-6)
 
 
+def test_channels_last_keeps_the_gradients_and_hooks_flatten_once():
+    x, y = torch.randn(2, 1, 6000), torch.tensor([3, 7])
+    torch.manual_seed(0)
+    plain = helpers.build_net()
+    torch.manual_seed(0)
+    fast = helpers.channels_last(helpers.channels_last(helpers.build_net()))  # twice: one hook
+    for net in (plain, fast):
+        nn.functional.cross_entropy(net(x), y).backward()
+    for p, q in zip(plain.parameters(), fast.parameters()):
+        torch.testing.assert_close(q.grad, p.grad, rtol=1e-4, atol=1e-7)
+    flatten = fast[12]
+    assert isinstance(flatten, nn.Flatten) and len(flatten._backward_hooks) == 1
+    grad_input, = helpers._channels_last_grad(flatten, (torch.randn(2, 32, 371),), (torch.randn(2, 11872),))
+    assert grad_input.stride() == (32 * 371, 1, 32)  # handed on channels-last
+
+
 def test_mixed_precision_runs_convolutions_in_bfloat16_only_when_enabled():
     conv, x = nn.Conv1d(1, 4, 5), torch.randn(2, 1, 50)
     with helpers.mixed_precision(CPU, enabled=True):

@@ -710,7 +710,7 @@ def has_batch_norm(net: nn.Module) -> bool:
 def channels_last_copy(x: torch.Tensor) -> torch.Tensor:
     """x (N, C, L) with the same values, stored channels innermost: strides (C * L, 1, C).
     (Explicit strides: for C = 1, .contiguous() would keep the ambiguous default layout.)"""
-    n, c, length = x.shape
+    _, c, length = x.shape
     return torch.empty_strided(x.shape, (c * length, 1, c), dtype=x.dtype, device=x.device).copy_(x)
 
 

@@ -1142,7 +1142,7 @@ def speaker_independent_tables(results: dict) -> tuple[list[dict], list[dict]]:
     """Rows for the notebook from the results file: one per recipe (random split, official split,
     leave-one-speaker-out mean) and one per held-out speaker (accuracy of every recipe)."""
     recipes = results["recipes"]
-    summary = [{"recipe": name, "what": RECIPES[name].about,
+    summary = [{"recipe": name,
                 "random 2/3 split (3 seeds)": f"{np.mean(r['random']):.3f} ± {np.std(r['random']):.3f}",
                 "official split": r["official"], "leave one speaker out": r["loso_mean"]}
                for name, r in recipes.items()]

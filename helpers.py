@@ -518,36 +518,22 @@ def build_net() -> nn.Sequential:
 
 def build_net_dropout(p: float = 0.5) -> nn.Sequential:
     """3.8(a): the 3.6(a) network with dropout after both hidden linear layers (as in d2l's AlexNet)."""
-    return nn.Sequential(
-        nn.Conv1d(1, 4, kernel_size=5), nn.ReLU(),
-        nn.AvgPool1d(kernel_size=2, stride=2),
-        nn.Conv1d(4, 8, kernel_size=5), nn.ReLU(),
-        nn.AvgPool1d(kernel_size=2, stride=2),
-        nn.Conv1d(8, 16, kernel_size=5), nn.ReLU(),
-        nn.AvgPool1d(kernel_size=2, stride=2),
-        nn.Conv1d(16, 32, kernel_size=5), nn.ReLU(),
-        nn.AvgPool1d(kernel_size=2, stride=2),
-        nn.Flatten(),
-        nn.Linear(11872, 128), nn.ReLU(), nn.Dropout(p),
-        nn.Linear(128, 64), nn.ReLU(), nn.Dropout(p),
-        nn.Linear(64, 10))
+    layers = list(build_net())
+    for i in reversed(range(1, len(layers))):  # after each ReLU that follows a Linear layer
+        if isinstance(layers[i], nn.ReLU) and isinstance(layers[i - 1], nn.Linear):
+            layers.insert(i + 1, nn.Dropout(p))
+    return nn.Sequential(*layers)
 
 
 def build_net_batchnorm() -> nn.Sequential:
     """3.8(c): the 3.6(a) network with batch norm after every convolution and hidden linear layer."""
-    return nn.Sequential(
-        nn.Conv1d(1, 4, kernel_size=5), nn.BatchNorm1d(4), nn.ReLU(),
-        nn.AvgPool1d(kernel_size=2, stride=2),
-        nn.Conv1d(4, 8, kernel_size=5), nn.BatchNorm1d(8), nn.ReLU(),
-        nn.AvgPool1d(kernel_size=2, stride=2),
-        nn.Conv1d(8, 16, kernel_size=5), nn.BatchNorm1d(16), nn.ReLU(),
-        nn.AvgPool1d(kernel_size=2, stride=2),
-        nn.Conv1d(16, 32, kernel_size=5), nn.BatchNorm1d(32), nn.ReLU(),
-        nn.AvgPool1d(kernel_size=2, stride=2),
-        nn.Flatten(),
-        nn.Linear(11872, 128), nn.BatchNorm1d(128), nn.ReLU(),
-        nn.Linear(128, 64), nn.BatchNorm1d(64), nn.ReLU(),
-        nn.Linear(64, 10))
+    layers = list(build_net())
+    for i in reversed(range(len(layers) - 1)):  # the output layer stays plain
+        if isinstance(layers[i], nn.Conv1d):
+            layers.insert(i + 1, nn.BatchNorm1d(layers[i].out_channels))
+        elif isinstance(layers[i], nn.Linear):
+            layers.insert(i + 1, nn.BatchNorm1d(layers[i].out_features))
+    return nn.Sequential(*layers)
 
 
 class Residual(nn.Module):

@@ -1,6 +1,6 @@
 """Regenerate results/speaker_independent.json, which the notebook's "Beyond the assignment" reads.
 
-    python tools/speaker_independent.py              # every recipe in helpers.RECIPES
+    python tools/speaker_independent.py              # every recipe in study.RECIPES
     python tools/speaker_independent.py waveform     # only the named recipes; the others are kept
 
 Each recipe is trained 6 times leave-one-speaker-out, once on FSDD's official split and 3 times
@@ -18,12 +18,13 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import helpers  # noqa: E402
+import study  # noqa: E402
 
 
 def main(names: list[str]) -> None:
     """Evaluate the named recipes (all by default) and merge their results into the results file."""
-    results = helpers.update_results(helpers.download_fsdd(), names or list(helpers.RECIPES))
-    print(f"wrote {helpers.RESULTS_FILE}: {results['seconds'] / 60:.1f} minutes of training in all")
+    results = study.update_results(helpers.download_fsdd(), names or list(study.RECIPES))
+    print(f"wrote {study.RESULTS_FILE}: {results['seconds'] / 60:.1f} minutes of training in all")
 
 
 if __name__ == "__main__":

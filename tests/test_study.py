@@ -1,4 +1,4 @@
-"""Beyond the assignment: speaker folds, official split, augmentations, the networks, the results file."""
+"""The study (study.py): speaker folds, official split, augmentations, the networks, the results file."""
 from __future__ import annotations
 
 import json
@@ -7,6 +7,7 @@ import pytest
 import torch
 
 import helpers
+import study
 
 SPEAKERS = ["george", "jackson", "lucas", "nicolas", "theo", "yweweler"]
 
@@ -20,7 +21,7 @@ def fsdd_labels(recordings) -> tuple[list[str], list[int]]:
 
 def test_speaker_folds_leave_each_speaker_out_once(fsdd_labels):
     speakers, _ = fsdd_labels
-    folds = helpers.speaker_folds(speakers)
+    folds = study.speaker_folds(speakers)
     assert [speaker for speaker, _, _ in folds] == SPEAKERS
     tested = torch.cat([test for _, _, test in folds])
     assert sorted(tested.tolist()) == list(range(3000))  # every recording tested exactly once
@@ -32,14 +33,14 @@ def test_speaker_folds_leave_each_speaker_out_once(fsdd_labels):
 
 def test_official_split_tests_takes_0_to_4(fsdd_labels):
     _, indices = fsdd_labels
-    train, test = helpers.official_split(indices)
+    train, test = study.official_split(indices)
     assert (len(train), len(test)) == (2700, 300)  # 5 takes x 10 digits x 6 speakers are tested
     assert all(indices[i] < 5 for i in test.tolist()) and all(indices[i] >= 5 for i in train.tolist())
     assert set(train.tolist()).isdisjoint(test.tolist())
 
 
 def test_random_split_indices_match_random_split():
-    train, test = helpers.random_split_indices(3000, 2000, seed=7)
+    train, test = study.random_split_indices(3000, 2000, seed=7)
     subset, _ = torch.utils.data.random_split(torch.arange(3000), [2000, 1000],
                                               generator=torch.Generator().manual_seed(7))
     assert train.tolist() == subset.indices and len(test) == 1000
@@ -55,9 +56,9 @@ HEAD = conv(32, 32, 3) + conv(32, 64, 3) + conv(64, 64, 3) + conv(64, 128, 3) + 
 
 
 @pytest.mark.parametrize("build, shape, params", [
-    (helpers.build_net_waveform, (1, 6000), conv(1, 64, 80) + conv(64, 64, 3) + conv(64, 128, 3) + conv(128, 128, 3) + 1290),
-    (helpers.build_net_filterbank, (1, 6000), 40 * 101 + conv(40, 32, 3) + HEAD),  # filters: no bias
-    (helpers.build_net_mfcc_gap, (13, 74), conv(13, 32, 3) + HEAD),
+    (study.build_net_waveform, (1, 6000), conv(1, 64, 80) + conv(64, 64, 3) + conv(64, 128, 3) + conv(128, 128, 3) + 1290),
+    (study.build_net_filterbank, (1, 6000), 40 * 101 + conv(40, 32, 3) + HEAD),  # filters: no bias
+    (study.build_net_mfcc_gap, (13, 74), conv(13, 32, 3) + HEAD),
 ])
 def test_networks_map_inputs_to_ten_logits(build, shape, params):
     net = build().eval()
@@ -67,14 +68,14 @@ def test_networks_map_inputs_to_ten_logits(build, shape, params):
 
 def test_utterance_cmvn_normalizes_every_channel():
     x = torch.randn(3, 13, 74) * 5 + 2
-    z = helpers.utterance_cmvn(x)
+    z = study.utterance_cmvn(x)
     torch.testing.assert_close(z.mean(-1), torch.zeros(3, 13), atol=1e-5, rtol=0)
     torch.testing.assert_close(z.std(-1), torch.ones(3, 13), atol=1e-4, rtol=0)
 
 
 def test_speed_perturb_resamples_and_zero_fills():
     x = torch.arange(10.0).view(1, 1, 10).repeat(3, 1, 1)
-    y = helpers.speed_perturb(x, torch.tensor([1.0, 2.0, 0.5]))
+    y = study.speed_perturb(x, torch.tensor([1.0, 2.0, 0.5]))
     assert torch.equal(y[0], x[0])  # factor 1 keeps the signal
     assert y[1, 0].tolist() == [0, 2, 4, 6, 8, 0, 0, 0, 0, 0]  # twice as fast: every other sample
     assert y[2, 0].tolist() == [0, 0.5, 1, 1.5, 2, 2.5, 3, 3.5, 4, 4.5]  # half as fast: interpolated
@@ -83,7 +84,7 @@ def test_speed_perturb_resamples_and_zero_fills():
 def test_add_noise_has_the_requested_snr():
     torch.manual_seed(0)
     x = torch.randn(2, 1, 100000)
-    noise = helpers.add_noise(x, torch.tensor([0.0, 20.0])) - x
+    noise = study.add_noise(x, torch.tensor([0.0, 20.0])) - x
     ratio = x.pow(2).mean(-1) / noise.pow(2).mean(-1)
     torch.testing.assert_close(10 * ratio.log10().squeeze(1), torch.tensor([0.0, 20.0]), atol=0.1, rtol=0)
 
@@ -91,11 +92,11 @@ def test_add_noise_has_the_requested_snr():
 def test_mask_band_zeros_one_band_per_example():
     torch.manual_seed(0)
     x = torch.ones(50, 13, 74)
-    frames = helpers.mask_band(x, 9, dim=2)
+    frames = study.mask_band(x, 9, dim=2)
     zero_frames = (frames == 0).all(1).sum(1)  # masked frames per example
     assert zero_frames.max() <= 9 and zero_frames.max() > 0
     assert ((frames == 0).any(1) == (frames == 0).all(1)).all()  # whole frames, all channels
-    rows = helpers.mask_band(x, 2, dim=1)
+    rows = study.mask_band(x, 2, dim=1)
     assert (rows == 0).all(2).sum(1).max() <= 2 and ((rows == 0).any(2) == (rows == 0).all(2)).all()
 
 
@@ -103,8 +104,8 @@ def test_augmented_loader_delays_every_signal_and_keeps_its_label():
     torch.manual_seed(0)
     x = torch.zeros(64, 1, 100)
     x[:, :, :10] = 1  # every signal starts at sample 0 and lasts 10 samples
-    recipe = helpers.Recipe("test", "waveform", helpers.build_net_waveform, epochs=1, lr=1e-3, max_delay=20)
-    batches = list(helpers.AugmentedLoader(torch.utils.data.TensorDataset(x, torch.arange(64)), 16, recipe))
+    recipe = study.Recipe("test", "waveform", study.build_net_waveform, epochs=1, lr=1e-3, max_delay=20)
+    batches = list(study.AugmentedLoader(torch.utils.data.TensorDataset(x, torch.arange(64)), 16, recipe))
     X, y = torch.cat([X for X, _ in batches]), torch.cat([y for _, y in batches])
     assert sorted(y.tolist()) == list(range(64))
     onsets = (X[:, 0] > 0).float().argmax(1)
@@ -113,18 +114,18 @@ def test_augmented_loader_delays_every_signal_and_keeps_its_label():
 
 
 def test_confusion_matrix_counts_pairs():
-    counts = helpers.confusion_matrix(torch.tensor([0, 0, 1, 2]), torch.tensor([0, 1, 1, 2]), classes=3)
+    counts = study.confusion_matrix(torch.tensor([0, 0, 1, 2]), torch.tensor([0, 1, 1, 2]), classes=3)
     assert counts.tolist() == [[1, 1, 0], [0, 1, 0], [0, 0, 1]]
 
 
 def test_top_confusions_skips_the_diagonal():
     counts = [[50, 1, 0], [3, 40, 2], [0, 0, 60]]
-    assert helpers.top_confusions(counts, 2) == [(1, 0, 3), (1, 2, 2)]
+    assert study.top_confusions(counts, 2) == [(1, 0, 3), (1, 2, 2)]
 
 
 def test_results_file_has_the_schema_the_notebook_reads():
-    results = json.loads(helpers.RESULTS_FILE.read_text())
-    assert set(results["recipes"]) == set(helpers.RECIPES)
+    results = json.loads(study.RESULTS_FILE.read_text())
+    assert set(results["recipes"]) == set(study.RECIPES)
     for name, r in results["recipes"].items():
         assert list(r["loso"]) == SPEAKERS
         assert r["loso_mean"] == pytest.approx(sum(r["loso"].values()) / 6, abs=1e-4)  # stored to 4 decimals
@@ -138,8 +139,8 @@ def test_results_file_has_the_schema_the_notebook_reads():
 def test_update_results_merges_each_recipe_into_the_file(tmp_path, monkeypatch):
     file = tmp_path / "results.json"
     file.write_text(json.dumps({"recipes": {"filterbank": {"seconds": 5}}}))
-    monkeypatch.setattr(helpers, "speaker_independent_study", lambda data_dir, names: {names[0]: {"seconds": 2}})
-    results = helpers.update_results("unused", ["waveform", "mfcc"], file)
-    assert list(results["recipes"]) == ["mfcc", "waveform", "filterbank"]  # in RECIPES order, old kept
+    monkeypatch.setattr(study, "speaker_independent_study", lambda data_dir, names: {names[0]: {"seconds": 2}})
+    results = study.update_results("unused", ["waveform", "mfcc_cmvn"], file)
+    assert list(results["recipes"]) == ["mfcc_cmvn", "waveform", "filterbank"]  # in RECIPES order, old kept
     assert results["seconds"] == 9 and json.loads(file.read_text()) == results
     assert not file.with_suffix(".partial").exists()

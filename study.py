@@ -1,0 +1,329 @@
+"""Beyond the assignment: how well do the networks recognize a speaker they never heard?
+
+Leave-one-speaker-out, official-split and random-split evaluation of several recipes (front end,
+network, augmentation), run by tools/speaker_independent.py and shown in the notebook's appendix.
+The notebook's own answers (its networks and datasets) stay in the notebook; this study has its own.
+"""
+from __future__ import annotations
+
+import json
+import os
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import matplotlib.pyplot as plt
+import numpy as np
+import torch
+from python_speech_features import mfcc
+from torch import nn
+
+import helpers
+
+RESULTS_FILE = Path(__file__).parent / "results" / "speaker_independent.json"
+RUN_STUDY = os.environ.get("A3_STUDY", "0") == "1"  # the notebook reruns the whole study (update_results)
+SPLIT_SEED = 0  # the notebook's SEED, so the random 2/3 split is the one of 3.5
+SIZE = 6000  # samples kept per recording (0.75 s at 8 kHz), as in the notebook
+
+
+# -----------------------------------------------------------------------------
+# Data: waveforms and MFCCs of every recording
+
+def standardize(x: np.ndarray | torch.Tensor):
+    """Every signal (last axis) to mean 0 and standard deviation 1."""
+    return (x - x.mean(-1, keepdims=True)) / (x.std(-1, keepdims=True) + 1e-8)
+
+
+def fixed_length(waveform: np.ndarray, size: int = SIZE) -> np.ndarray:
+    """The first `size` samples, zero-padded if shorter."""
+    return np.pad(waveform, (0, size))[:size]
+
+
+def mfcc_frames(waveform: np.ndarray) -> np.ndarray:
+    """13 MFCCs per 10 ms frame of an 8 kHz waveform in [-1, 1]: shape (13, frames)."""
+    return np.transpose(mfcc(waveform, helpers.SAMPLE_RATE)).astype(np.float32)
+
+
+def load_fsdd(data_dir: str | os.PathLike) -> dict:
+    """Every recording in data_dir as standardized waveforms (N, 1, SIZE) and MFCCs (N, 13, 74),
+    with digit labels, speakers and take indices, in sorted file order."""
+    files = helpers.list_recordings(data_dir)
+    parsed = [helpers.parse_file_name(f) for f in files]
+    raw = np.stack([fixed_length(helpers.read_wav(f)) for f in files])
+    return {"waveform": torch.from_numpy(standardize(raw)).unsqueeze(1),
+            "mfcc": torch.from_numpy(np.stack([mfcc_frames(w) for w in raw])),
+            "y": torch.tensor([digit for digit, _, _ in parsed]),
+            "speakers": [speaker for _, speaker, _ in parsed], "indices": [index for _, _, index in parsed]}
+
+
+# -----------------------------------------------------------------------------
+# Splits, augmentations, networks, recipes
+
+RESULTS_FILE = Path(__file__).parent / "results" / "speaker_independent.json"
+RUN_STUDY = os.environ.get("A3_STUDY", "0") == "1"  # the notebook reruns the whole study (update_results)
+SPLIT_SEED = 0  # the notebook's SEED, so the random 2/3 split is the one of 3.5
+
+
+def speaker_folds(speakers: list[str]) -> list[tuple[str, torch.Tensor, torch.Tensor]]:
+    """Leave-one-speaker-out: (held-out speaker, train indices, test indices) per speaker, sorted."""
+    speakers = np.asarray(speakers)
+    return [(s, torch.from_numpy(np.flatnonzero(speakers != s)), torch.from_numpy(np.flatnonzero(speakers == s)))
+            for s in sorted(set(speakers))]
+
+
+def official_split(indices: list[int], takes: int = 5) -> tuple[torch.Tensor, torch.Tensor]:
+    """FSDD's own split: takes 0..takes-1 of every speaker and digit are the test set, the rest train."""
+    indices = torch.as_tensor(indices)
+    return torch.nonzero(indices >= takes).squeeze(1), torch.nonzero(indices < takes).squeeze(1)
+
+
+def utterance_cmvn(x: torch.Tensor) -> torch.Tensor:
+    """Per-utterance cepstral mean and variance normalization: every channel of every x[i] to mean 0, std 1."""
+    return (x - x.mean(-1, keepdim=True)) / (x.std(-1, keepdim=True) + 1e-5)
+
+
+def speed_perturb(x: torch.Tensor, factors: torch.Tensor) -> torch.Tensor:
+    """Play each signal x[i] (channels, length) factors[i] times faster (linear interpolation), zero-filled."""
+    length = x.shape[-1]
+    source = torch.arange(length) * factors[:, None]  # (N, length): where each output sample comes from
+    left = source.floor().long().clamp(max=length - 2)
+    frac = (source - left)[:, None, :]
+
+    def take(index: torch.Tensor) -> torch.Tensor:
+        return x.gather(-1, index[:, None, :].expand(-1, x.shape[1], -1))
+    return (take(left) * (1 - frac) + take(left + 1) * frac) * (source <= length - 1)[:, None, :]
+
+
+def add_noise(x: torch.Tensor, snr_db: torch.Tensor) -> torch.Tensor:
+    """Add white noise to each signal x[i] at a signal-to-noise ratio of snr_db[i] decibels."""
+    scale = x.std(-1, keepdim=True) * 10 ** (-snr_db[:, None, None] / 20)
+    return x + torch.randn_like(x) * scale
+
+
+def mask_band(x: torch.Tensor, max_width: int, dim: int) -> torch.Tensor:
+    """SpecAugment-style: zero one random band of up to `max_width` rows (dim=1) or frames (dim=2) per x[i]."""
+    n, size = x.shape[0], x.shape[dim]
+    width = torch.randint(0, max_width + 1, (n, 1))
+    start = (torch.rand(n, 1) * (size - width + 1)).long()
+    position = torch.arange(size)
+    keep = (position < start) | (position >= start + width)  # (N, size)
+    return x * (keep[:, :, None] if dim == 1 else keep[:, None, :])
+
+
+def conv_bn_relu(in_channels: int, out_channels: int, kernel_size: int = 3, **options) -> list[nn.Module]:
+    """Convolution, batch norm and ReLU: the building block of the networks below."""
+    return [nn.Conv1d(in_channels, out_channels, kernel_size, **options), nn.BatchNorm1d(out_channels), nn.ReLU()]
+
+
+def build_net_waveform(channels: int = 64) -> nn.Sequential:
+    """M5 (Dai et al. 2017) for 1 x 6000 raw samples: a wide strided convolution (80 samples = 10 ms,
+    stride 4), then 3-tap convolutions with max pooling, global average pooling and a linear layer."""
+    return nn.Sequential(
+        *conv_bn_relu(1, channels, 80, stride=4), nn.MaxPool1d(4),
+        *conv_bn_relu(channels, channels), nn.MaxPool1d(4),
+        *conv_bn_relu(channels, 2 * channels), nn.MaxPool1d(4),
+        *conv_bn_relu(2 * channels, 2 * channels),
+        nn.AdaptiveAvgPool1d(1), nn.Flatten(), nn.Linear(2 * channels, 10))
+
+
+class Square(nn.Module):
+    """x * x: the energy of a filter's output."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x * x
+
+
+class LogEnergy(nn.Module):
+    """log(x + eps): the compression of a filterbank's energies."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.log(x + 1e-4)
+
+
+def gap_head(in_channels: int, channels: int = 32) -> list[nn.Module]:
+    """Five 3-tap conv blocks over frames (two max pools), global average pooling, a linear layer."""
+    return [*conv_bn_relu(in_channels, channels, padding=1), *conv_bn_relu(channels, channels, padding=1),
+            nn.MaxPool1d(2),
+            *conv_bn_relu(channels, 2 * channels, padding=1), *conv_bn_relu(2 * channels, 2 * channels, padding=1),
+            nn.MaxPool1d(2),
+            *conv_bn_relu(2 * channels, 4 * channels, padding=1),
+            nn.AdaptiveAvgPool1d(1), nn.Flatten(), nn.Linear(4 * channels, 10)]
+
+
+def build_net_mfcc_gap(channels: int = 32) -> nn.Sequential:
+    """For 13 x 74 MFCCs: gap_head, which is blind to where in time the digit is spoken."""
+    return nn.Sequential(*gap_head(13, channels))
+
+
+def build_net_filterbank(filters: int = 40, channels: int = 32) -> nn.Sequential:
+    """For 1 x 6000 raw samples: a learned filterbank (101-tap convolution, squared, averaged over
+    10 ms frames, log, normalized per utterance like CMVN), then gap_head over the 75 frames."""
+    return nn.Sequential(
+        nn.Conv1d(1, filters, 101, stride=4, padding=50, bias=False), Square(), nn.AvgPool1d(20),
+        LogEnergy(), nn.InstanceNorm1d(filters), *gap_head(filters, channels))
+
+
+@dataclass(frozen=True)
+class Recipe:
+    """One model of the speaker-independent study: its input, network, training and augmentation."""
+    about: str  # one line for the notebook's tables
+    features: str  # 'waveform' (1 x 6000 samples) or 'mfcc' (13 x 74 frames)
+    build: Callable[[], nn.Module]
+    epochs: int
+    lr: float  # peak of the one-cycle schedule (AdamW)
+    batch_size: int = 32
+    cmvn: bool = False  # per-utterance MFCC mean/variance normalization
+    max_shift: int = 0  # random shift either way (BatchLoader's), samples or frames
+    max_delay: int = 0  # random delay (shift right only: keeps the onset), samples or frames
+    speed: float = 0.0  # random speed factor in [1 - speed, 1 + speed] (waveforms)
+    snr_db: tuple[float, float] | None = None  # random white noise (waveforms)
+    masks: tuple[int, int] = (0, 0)  # widest masked band of MFCC channels and of frames
+
+
+class AugmentedLoader(helpers.BatchLoader):
+    """A shuffling BatchLoader that perturbs every training batch as its recipe says."""
+
+    def __init__(self, data: torch.utils.data.Dataset, batch_size: int, recipe: Recipe):
+        super().__init__(data, batch_size, shuffle=True, max_shift=recipe.max_shift)
+        self.recipe = recipe
+
+    def __iter__(self):
+        r = self.recipe
+        for X, y in super().__iter__():
+            if r.max_delay:
+                X = helpers.time_shift(X, torch.randint(0, r.max_delay + 1, (len(X),)))
+            if r.speed:
+                X = speed_perturb(X, 1 + r.speed * (2 * torch.rand(len(X)) - 1))
+            if r.snr_db:
+                X = add_noise(X, torch.empty(len(X)).uniform_(*r.snr_db))
+            if r.features == "waveform" and (r.speed or r.snr_db):
+                X = standardize(X)
+            if r.masks[0]:
+                X = mask_band(X, r.masks[0], dim=1)
+            if r.masks[1]:
+                X = mask_band(X, r.masks[1], dim=2)
+            yield X, y
+
+
+
+
+def fit_predict(recipe: Recipe, x: torch.Tensor, y: torch.Tensor, train_idx: torch.Tensor,
+                test_idx: torch.Tensor, seed: int = 0) -> torch.Tensor:
+    """Train recipe's network on x[train_idx] from seed `seed`; its predictions for x[test_idx]."""
+    torch.manual_seed(seed)
+    if recipe.cmvn:
+        x = utterance_cmvn(x)
+    train_iter = AugmentedLoader(torch.utils.data.TensorDataset(x[train_idx], y[train_idx]), recipe.batch_size,
+                                 recipe)
+    test_iter = helpers.BatchLoader(torch.utils.data.TensorDataset(x[test_idx], y[test_idx]), 256)
+    net = recipe.build()
+    helpers.train(net, train_iter, test_iter, recipe.epochs, recipe.lr, optimizer="adamw", schedule="onecycle",
+          animate=False)
+    return helpers.predict(net, x[test_idx])
+
+
+def confusion_matrix(y_true: torch.Tensor, y_pred: torch.Tensor, classes: int = 10) -> torch.Tensor:
+    """counts[i, j]: how many samples of class i were predicted as class j."""
+    return torch.bincount(y_true * classes + y_pred, minlength=classes * classes).view(classes, classes)
+
+
+def plot_confusion_matrix(counts, title: str) -> None:
+    """Heat map of a confusion matrix with its counts written in the cells."""
+    counts = np.asarray(counts)
+    plt.figure(figsize=(6, 5))
+    plt.imshow(counts, cmap="Blues")
+    for (i, j), n in np.ndenumerate(counts):
+        plt.text(j, i, n, ha="center", va="center", fontsize=7, color="white" if n > counts.max() / 2 else "black")
+    plt.xticks(range(len(counts)))
+    plt.yticks(range(len(counts)))
+    plt.xlabel("predicted digit")
+    plt.ylabel("spoken digit")
+    plt.title(title)
+    plt.colorbar(label="recordings")
+
+
+def accuracy_of(y_pred: torch.Tensor, y_true: torch.Tensor) -> float:
+    """Fraction of predictions equal to the labels."""
+    return (y_pred == y_true).float().mean().item()
+
+
+def random_split_indices(n: int, train_count: int, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """The (train, test) indices that random_split(data, [train_count, n - train_count]) draws with `seed`."""
+    train, test = torch.utils.data.random_split(range(n), [train_count, n - train_count],
+                                                generator=torch.Generator().manual_seed(seed))
+    return torch.tensor(train.indices), torch.tensor(test.indices)
+
+
+def evaluate_recipe(recipe: Recipe, x: torch.Tensor, y: torch.Tensor, speakers: list[str], indices: list[int],
+                    split_seed: int, seeds: tuple[int, ...] = (0, 1, 2)) -> dict:
+    """Leave-one-speaker-out accuracies (and pooled confusion matrix), the official-split accuracy and
+    the random 2/3-split accuracies (one split, one training run per seed) of one recipe."""
+    start, loso, counts = time.perf_counter(), {}, torch.zeros(10, 10, dtype=torch.long)
+    for speaker, train_idx, test_idx in speaker_folds(speakers):
+        y_pred = fit_predict(recipe, x, y, train_idx, test_idx)
+        loso[speaker] = accuracy_of(y_pred, y[test_idx])
+        counts += confusion_matrix(y[test_idx], y_pred)
+    train_idx, test_idx = official_split(indices)
+    official = accuracy_of(fit_predict(recipe, x, y, train_idx, test_idx), y[test_idx])
+    train_idx, test_idx = random_split_indices(len(y), round(len(y) * 2 / 3), split_seed)
+    random = [accuracy_of(fit_predict(recipe, x, y, train_idx, test_idx, seed), y[test_idx]) for seed in seeds]
+    return {"loso": {s: round(acc, 4) for s, acc in loso.items()}, "loso_mean": round(np.mean(list(loso.values())), 4),
+            "official": round(official, 4), "random": [round(acc, 4) for acc in random],
+            "confusion": counts.tolist(), "seconds": round(time.perf_counter() - start)}
+
+
+RECIPES = {
+    "mfcc_cmvn": Recipe("build_net_mfcc_gap, per-utterance CMVN, delay <= 10 frames, SpecAugment masks", "mfcc",
+                        build_net_mfcc_gap, epochs=30, lr=1e-3, cmvn=True, max_delay=10, masks=(2, 9)),
+    "waveform": Recipe("build_net_waveform (M5, 64 channels), delay <= 1500 samples, speed 0.85-1.15, "
+                       "noise 10-40 dB", "waveform", build_net_waveform, epochs=30, lr=3e-3, max_delay=1500,
+                       speed=0.15, snr_db=(10, 40)),
+    "filterbank": Recipe("build_net_filterbank (learned log filterbank), augmented as waveform",
+                         "waveform", build_net_filterbank, epochs=25, lr=3e-3, max_delay=1500, speed=0.15,
+                         snr_db=(10, 40)),
+}
+
+
+def speaker_independent_study(data_dir: str | os.PathLike, names: list[str]) -> dict:
+    """evaluate_recipe for each named recipe in RECIPES, on FSDD waveforms or MFCCs from data_dir."""
+    data = load_fsdd(data_dir)
+    return {name: evaluate_recipe(RECIPES[name], data[RECIPES[name].features], data["y"], data["speakers"],
+                                  data["indices"], SPLIT_SEED) for name in names}
+
+
+def update_results(data_dir: str | os.PathLike, names: list[str], file: Path = RESULTS_FILE) -> dict:
+    """Run speaker_independent_study for the named recipes one by one, merging each into `file`
+    (written after every recipe, so an interrupted run keeps what it finished); returns the results."""
+    results = json.loads(file.read_text()) if file.exists() else {"recipes": {}}
+    for name in names:
+        results["recipes"].update(speaker_independent_study(data_dir, [name]))
+        print(f"{name}: {results['recipes'][name]['seconds']:.0f} s", flush=True)
+        results["recipes"] = {n: results["recipes"][n] for n in RECIPES if n in results["recipes"]}
+        results["seconds"] = sum(r["seconds"] for r in results["recipes"].values())
+        file.parent.mkdir(exist_ok=True)
+        staged = file.with_suffix(".partial")
+        staged.write_text(json.dumps(results, indent=1) + "\n")
+        os.replace(staged, file)  # atomic: a killed run never leaves a broken file
+    return results
+
+
+def speaker_independent_tables(results: dict) -> tuple[list[dict], list[dict]]:
+    """Rows for the notebook from the results file: one per recipe (random split, official split,
+    leave-one-speaker-out mean) and one per held-out speaker (accuracy of every recipe)."""
+    recipes = results["recipes"]
+    summary = [{"recipe": name,
+                "random 2/3 split (3 seeds)": f"{np.mean(r['random']):.3f} ± {np.std(r['random']):.3f}",
+                "official split": r["official"], "leave one speaker out": r["loso_mean"]}
+               for name, r in recipes.items()]
+    speakers = next(iter(recipes.values()))["loso"]
+    per_speaker = [{"held-out speaker": s, **{name: r["loso"][s] for name, r in recipes.items()}} for s in speakers]
+    return summary, per_speaker
+
+
+def top_confusions(counts, k: int = 3) -> list[tuple[int, int, int]]:
+    """The k most frequent errors of a confusion matrix as (spoken digit, predicted digit, count)."""
+    counts = torch.as_tensor(counts).clone()
+    counts.fill_diagonal_(0)
+    values, flat = counts.flatten().topk(k)
+    return [(i // len(counts), i % len(counts), n) for i, n in zip(flat.tolist(), values.tolist())]

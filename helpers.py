@@ -1,6 +1,8 @@
-"""Library code for Assignment 3: receptive fields, the spoken-digit data, models, training."""
+"""The toolbox of Assignment 3: receptive-field tools, FSDD download and wav reading, network shapes,
+the training loop and evaluation, tables. The answers themselves (datasets, networks) are in the notebook."""
 from __future__ import annotations
 
+import ast
 import gzip
 import hashlib
 import http.client
@@ -16,6 +18,7 @@ import urllib.error
 import urllib.request
 import warnings
 import zlib
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -23,11 +26,9 @@ import matplotlib.pyplot as plt
 import numpy as np
 import torch
 from d2l import torch as d2l
-from python_speech_features import mfcc
 from scipy.io import wavfile
 from scipy.signal import resample_poly
 from torch import nn
-from torch.nn import functional as F
 
 # Fast mode (A3_FAST=1) shrinks the epochs so the tests can run the whole notebook quickly.
 FAST = os.environ.get("A3_FAST", "0") == "1"
@@ -430,30 +431,6 @@ def read_wav(file: str | os.PathLike) -> np.ndarray:
     return np.clip(waveform, -1, 1).astype(np.float32)
 
 
-NORMALIZATIONS = ("standardize", "peak", "unit", "none")
-
-
-def normalize(waveform: np.ndarray, method: str = "standardize") -> np.ndarray:
-    """Rescale recordings in [-1, 1] (last axis): 'standardize' (mean 0, std 1), 'peak'
-    (max |x| = 1), 'unit' ([0, 1]) or 'none' (keep [-1, 1], i.e. int16 / 32768)."""
-    if method == "standardize":
-        mean, std = waveform.mean(-1, keepdims=True), waveform.std(-1, keepdims=True)
-        return (waveform - mean) / (std + 1e-8)
-    if method == "peak":
-        return waveform / (np.abs(waveform).max(-1, keepdims=True) + 1e-8)
-    if method == "unit":
-        return (waveform + 1) / 2
-    if method == "none":
-        return waveform
-    raise ValueError(f"unknown normalization {method!r}; expected one of {NORMALIZATIONS}")
-
-
-def load_waveform(file: str | os.PathLike, size: int = 6000, method: str = "standardize") -> np.ndarray:
-    """First `size` samples of a wav file, zero-padded and normalized."""
-    waveform = np.pad(read_wav(file), (0, size))[:size]
-    return normalize(waveform, method)
-
-
 def parse_file_name(file: str | os.PathLike) -> tuple[int, str, int]:
     """(digit, speaker, index) from a name like '7_jackson_32.wav'."""
     match = FILE_NAME.match(Path(file).name)
@@ -477,84 +454,8 @@ def list_recordings(folder: str | os.PathLike) -> list[Path]:
     return files
 
 
-class SpokenDigits(torch.utils.data.Dataset):
-    """FSDD waveforms as (1, 6000) float tensors with digit labels, in sorted file order."""
-
-    def __init__(self, data_dir: str | os.PathLike, size: int = 6000):
-        self.files = list_recordings(data_dir)
-        parsed = [parse_file_name(f) for f in self.files]
-        self.speakers = [speaker for _, speaker, _ in parsed]
-        self.indices = [index for _, _, index in parsed]
-        x = np.stack([load_waveform(f, size) for f in self.files])
-        self.x = torch.from_numpy(x).unsqueeze(1)  # (N, 1, size)
-        self.y = torch.tensor([digit for digit, _, _ in parsed])  # (N,)
-
-    def __len__(self) -> int:
-        return len(self.x)
-
-    def __getitem__(self, idx: int) -> tuple[torch.Tensor, torch.Tensor]:
-        return self.x[idx], self.y[idx]
-
-
 # -----------------------------------------------------------------------------
-# 3.6-3.9 Models
-
-def build_net() -> nn.Sequential:
-    """3.6(a): four conv+ReLU+AvgPool blocks (1->4->8->16->32 channels, kernel 5), three linear layers."""
-    return nn.Sequential(
-        nn.Conv1d(1, 4, kernel_size=5), nn.ReLU(),
-        nn.AvgPool1d(kernel_size=2, stride=2),
-        nn.Conv1d(4, 8, kernel_size=5), nn.ReLU(),
-        nn.AvgPool1d(kernel_size=2, stride=2),
-        nn.Conv1d(8, 16, kernel_size=5), nn.ReLU(),
-        nn.AvgPool1d(kernel_size=2, stride=2),
-        nn.Conv1d(16, 32, kernel_size=5), nn.ReLU(),
-        nn.AvgPool1d(kernel_size=2, stride=2),
-        nn.Flatten(),
-        nn.Linear(11872, 128), nn.ReLU(),
-        nn.Linear(128, 64), nn.ReLU(),
-        nn.Linear(64, 10))
-
-
-def build_net_dropout(p: float = 0.5) -> nn.Sequential:
-    """3.8(a): the 3.6(a) network with dropout after both hidden linear layers (as in d2l's AlexNet)."""
-    layers = list(build_net())
-    for i in reversed(range(1, len(layers))):  # after each ReLU that follows a Linear layer
-        if isinstance(layers[i], nn.ReLU) and isinstance(layers[i - 1], nn.Linear):
-            layers.insert(i + 1, nn.Dropout(p))
-    return nn.Sequential(*layers)
-
-
-def build_net_batchnorm() -> nn.Sequential:
-    """3.8(c): the 3.6(a) network with batch norm after every convolution and hidden linear layer."""
-    layers = list(build_net())
-    for i in reversed(range(len(layers) - 1)):  # the output layer stays plain
-        if isinstance(layers[i], nn.Conv1d):
-            layers.insert(i + 1, nn.BatchNorm1d(layers[i].out_channels))
-        elif isinstance(layers[i], nn.Linear):
-            layers.insert(i + 1, nn.BatchNorm1d(layers[i].out_features))
-    return nn.Sequential(*layers)
-
-
-class Residual(nn.Module):
-    """d2l's residual block (8.6) in 1-D: two kernel-5 convolutions with batch norm, plus a shortcut
-    that is a 1x1 convolution when `use_1x1conv` (needed where the channels or the stride change)."""
-
-    def __init__(self, in_channels: int, num_channels: int, use_1x1conv: bool = False, strides: int = 1):
-        super().__init__()
-        self.conv1 = nn.Conv1d(in_channels, num_channels, kernel_size=5, padding=2, stride=strides)
-        self.conv2 = nn.Conv1d(num_channels, num_channels, kernel_size=5, padding=2)
-        self.conv3 = nn.Conv1d(in_channels, num_channels, kernel_size=1, stride=strides) if use_1x1conv else None
-        self.bn1 = nn.BatchNorm1d(num_channels)
-        self.bn2 = nn.BatchNorm1d(num_channels)
-
-    def forward(self, X: torch.Tensor) -> torch.Tensor:
-        Y = F.relu(self.bn1(self.conv1(X)))
-        Y = self.bn2(self.conv2(Y))
-        if self.conv3 is not None:
-            X = self.conv3(X)
-        return F.relu(Y + X)
-
+# 3.6-3.9 Network tools: shapes and parameter counts
 
 def shape_trace(net: nn.Sequential, input_shape: tuple[int, ...]) -> list[tuple[str, tuple[int, ...]]]:
     """(layer name, output shape of one sample) for every layer, from a zero input (no side effects)."""
@@ -582,37 +483,6 @@ def dense_parameter_count(net: nn.Sequential, input_shape: tuple[int, ...]) -> i
                 for i, layer in enumerate(net) if isinstance(layer, nn.Conv1d))
     convs = sum(parameter_count(layer) for layer in net if isinstance(layer, nn.Conv1d))
     return parameter_count(net) - convs + dense
-
-
-def build_resnet(size: int = 6000) -> nn.Sequential:
-    """3.8(f): the 3.6(a) network with its convolutions replaced by residual blocks (same channels,
-    pooling and linear head); the blocks keep the length, so the flatten size is traced."""
-    features = nn.Sequential(
-        Residual(1, 4, use_1x1conv=True), nn.AvgPool1d(kernel_size=2, stride=2),
-        Residual(4, 8, use_1x1conv=True), nn.AvgPool1d(kernel_size=2, stride=2),
-        Residual(8, 16, use_1x1conv=True), nn.AvgPool1d(kernel_size=2, stride=2),
-        Residual(16, 32, use_1x1conv=True), nn.AvgPool1d(kernel_size=2, stride=2),
-        nn.Flatten())
-    return nn.Sequential(
-        *features,
-        nn.Linear(flat_size(features, (1, size)), 128), nn.ReLU(),
-        nn.Linear(128, 64), nn.ReLU(),
-        nn.Linear(64, 10))
-
-
-def build_net_mfcc(frames: int = 74) -> nn.Sequential:
-    """3.9(b): a small CNN for 13 MFCC channels x `frames` frames, normalized by its first batch norm."""
-    features = nn.Sequential(
-        nn.BatchNorm1d(13),
-        nn.Conv1d(13, 32, kernel_size=5), nn.BatchNorm1d(32), nn.ReLU(),
-        nn.AvgPool1d(kernel_size=2, stride=2),
-        nn.Conv1d(32, 64, kernel_size=5), nn.BatchNorm1d(64), nn.ReLU(),
-        nn.AvgPool1d(kernel_size=2, stride=2),
-        nn.Flatten())
-    return nn.Sequential(
-        *features,
-        nn.Linear(flat_size(features, (13, frames)), 128), nn.BatchNorm1d(128), nn.ReLU(),
-        nn.Linear(128, 10))
 
 
 # -----------------------------------------------------------------------------
@@ -823,48 +693,60 @@ def converged(result: TrainResult, chance: float = 0.1) -> str:
     return "yes"
 
 
-def compare_normalizations(files: list[Path], num_epochs: int, lr: float, train_size: int = 600,
-                           test_size: int = 300, batch_size: int = 32, seed: int = 0, **options) -> list[dict]:
-    """Train build_net() briefly once per normalization, on the same `train_size` random recordings
-    (tested on `test_size` others); one row of statistics and accuracies per normalization."""
-    order = torch.randperm(len(files), generator=torch.Generator().manual_seed(seed))[:train_size + test_size]
-    raw = np.stack([load_waveform(files[i], method="none") for i in order])
-    y = torch.tensor([parse_file_name(files[i])[0] for i in order])
+def compare_normalizations(raw: np.ndarray, y: torch.Tensor, normalizations: dict[str, Callable], build: Callable,
+                           num_epochs: int, lr: float, train_size: int = 600, batch_size: int = 32, seed: int = 0,
+                           **options) -> list[dict]:
+    """Train build() briefly once per normalization of the same recordings raw (N, length): the first
+    `train_size` train, the others test; one row of statistics and accuracies per normalization."""
     rows = []
-    for method in NORMALIZATIONS:
-        x = torch.from_numpy(normalize(raw, method)).unsqueeze(1)
+    for name, normalize in normalizations.items():
+        x = torch.from_numpy(np.stack([normalize(w) for w in raw])).float().unsqueeze(1)  # (N, 1, length)
         train_data = torch.utils.data.TensorDataset(x[:train_size], y[:train_size])
         test_data = torch.utils.data.TensorDataset(x[train_size:], y[train_size:])
         torch.manual_seed(seed)
-        result = train(build_net(), BatchLoader(train_data, batch_size, shuffle=True), BatchLoader(test_data, 32),
+        result = train(build(), BatchLoader(train_data, batch_size, shuffle=True), BatchLoader(test_data, 32),
                        num_epochs, lr, animate=False, **options)
-        rows.append({"normalization": method, "min": x.min().item(), "max": x.max().item(),
-                     "mean of |x|": x.abs().mean().item(), "train loss": result.train_loss,
+        rows.append({"normalization": name, "min": x.min().item(), "max": x.max().item(),
+                     "mean amplitude": x.abs().mean().item(), "train loss": result.train_loss,
                      "train acc": result.train_acc, "test acc": result.test_acc})
     return rows
 
 
+def comparison(a: float, b: float, tolerance: float = 0.005) -> str:
+    """How a compares with b, for generated prose: 'higher than', 'lower than' or 'about the same as'."""
+    if abs(a - b) <= tolerance:
+        return "about the same as"
+    return "higher than" if a > b else "lower than"
+
+
 def markdown_table(rows: list[dict], digits: int = 3) -> str:
     """A Markdown table with one row per dict (its keys are the header); floats rounded."""
-    def cell(value) -> str:
-        return f"{value:.{digits}f}" if isinstance(value, float) else str(value)
-    lines = ["| " + " | ".join(rows[0]) + " |", "|" + " --- |" * len(rows[0])]
+    def cell(value) -> str:  # a "|" inside a cell would end it: escape it
+        return (f"{value:.{digits}f}" if isinstance(value, float) else str(value)).replace("|", "\\|")
+    lines = ["| " + " | ".join(cell(key) for key in rows[0]) + " |", "|" + " --- |" * len(rows[0])]
     lines += ["| " + " | ".join(cell(value) for value in row.values()) + " |" for row in rows]
     return "\n".join(lines)
 
 
 # -----------------------------------------------------------------------------
-# 3.9 MFCC features
+# The notebook's own definitions, for the tests and the benchmark
 
-def load_waveform_mfcc(file: str | os.PathLike, size: int = 6000) -> np.ndarray:
-    """13 MFCCs for every 10 ms frame of the first `size` samples (in [-1, 1]): shape (13, frames)."""
-    waveform = load_waveform(file, size, method="none")
-    return np.transpose(mfcc(waveform, SAMPLE_RATE)).astype(np.float32)
+NOTEBOOK = Path(__file__).parent / "assignment3.ipynb"
 
 
-class SpokenDigitsMFCC(SpokenDigits):
-    """FSDD as (13, 74) MFCC tensors (13 channels, one step per 10 ms frame) with digit labels."""
-
-    def __init__(self, data_dir: str | os.PathLike, size: int = 6000):
-        super().__init__(data_dir, size)
-        self.x = torch.from_numpy(np.stack([load_waveform_mfcc(f, size) for f in self.files]))
+def notebook_definitions(notebook: str | os.PathLike = NOTEBOOK) -> dict:
+    """Run only the imports, functions, classes and UPPER_CASE constants of the notebook's code cells
+    (no training, no plots); return the namespace they define, e.g. ns["build_net"]."""
+    from IPython.core.inputtransformer2 import TransformerManager
+    cells = json.loads(Path(notebook).read_text())["cells"]
+    namespace: dict = {}
+    for cell in cells:
+        if cell["cell_type"] != "code":
+            continue
+        source = "".join(cell["source"])
+        for node in ast.parse(TransformerManager().transform_cell(source)).body:  # magics -> plain Python
+            wanted = isinstance(node, (ast.Import, ast.ImportFrom, ast.FunctionDef, ast.ClassDef)) or (
+                isinstance(node, ast.Assign) and all(isinstance(t, ast.Name) and t.id.isupper() for t in node.targets))
+            if wanted:
+                exec(compile(ast.Module([node], []), str(notebook), "exec"), namespace)
+    return namespace

@@ -4,7 +4,7 @@ Every path trains `build_net()` for the same number of SGD steps at batch size 3
 recordings, in one process, lever by lever:
 - assignment: a Dataset that reads and normalizes a wav per item, a DataLoader, and the
   assignment's training loop (SGD, d2l.Accumulator and d2l.accuracy after every batch);
-- preloaded: the same loop over the preloaded tensors of helpers.SpokenDigits (helpers.BatchLoader);
+- preloaded: the same loop over the preloaded tensors of the notebook's SpokenDigits (helpers.BatchLoader);
 - project fp32: helpers.train (fused optimizer, channels-last convolutions) in float32;
 - project: helpers.train as the notebook runs it (bf16 mixed precision where the CPU has it).
 The assignment's path runs with torch's default thread count (what a student gets), the others
@@ -29,6 +29,8 @@ from torch import nn
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import helpers  # noqa: E402
 
+NB = helpers.notebook_definitions()  # the notebook's build_net, load_waveform and SpokenDigits
+
 BATCH_SIZE = 32
 
 
@@ -42,13 +44,13 @@ class WavFiles(torch.utils.data.Dataset):
         return len(self.files)
 
     def __getitem__(self, idx: int) -> tuple[torch.Tensor, int]:
-        x = torch.from_numpy(helpers.load_waveform(self.files[idx])).unsqueeze(0)  # (1, 6000)
+        x = torch.from_numpy(NB["load_waveform"](self.files[idx])).unsqueeze(0)  # (1, 6000)
         return x, helpers.parse_file_name(self.files[idx])[0]
 
 
 def assignment_loop(train_iter, lr: float) -> float:
     """Seconds for one pass of the assignment's training loop (plain SGD, float32) over `train_iter`."""
-    net, loss = helpers.build_net(), nn.CrossEntropyLoss()
+    net, loss = NB["build_net"](), nn.CrossEntropyLoss()
     optimizer = torch.optim.SGD(net.parameters(), lr=lr)
     start = time.perf_counter()
     metric = d2l.Accumulator(3)
@@ -64,13 +66,13 @@ def assignment_loop(train_iter, lr: float) -> float:
     return time.perf_counter() - start
 
 
-def project_train(data: helpers.SpokenDigits, count: int, lr: float, bf16: bool | None) -> float:
+def project_train(data: torch.utils.data.Dataset, count: int, lr: float, bf16: bool | None) -> float:
     """Seconds for helpers.train over the first `count` preloaded recordings (one epoch)."""
     subset = torch.utils.data.Subset(data, range(count))
     train_iter = helpers.BatchLoader(subset, BATCH_SIZE, shuffle=True)
     test_iter = helpers.BatchLoader(torch.utils.data.Subset(data, range(BATCH_SIZE)), BATCH_SIZE)
     start = time.perf_counter()
-    helpers.train(helpers.build_net(), train_iter, test_iter, num_epochs=1, lr=lr,
+    helpers.train(NB["build_net"](), train_iter, test_iter, num_epochs=1, lr=lr,
                   device=torch.device("cpu"), bf16=bf16, animate=False)
     return time.perf_counter() - start
 
@@ -113,12 +115,12 @@ def main() -> None:
     args = parser.parse_args()
     default_threads, threads = torch.get_num_threads(), helpers.set_threads()
     torch.manual_seed(0)
-    data = helpers.SpokenDigits(helpers.download_fsdd())
+    data = NB["SpokenDigits"](helpers.download_fsdd())
     count = args.steps * BATCH_SIZE
     order = torch.randperm(len(data.files))[:count]
     files = [data.files[i] for i in order]
     preloaded = torch.utils.data.TensorDataset(data.x[order], data.y[order])
-    flops = training_flops_per_example(helpers.build_net())
+    flops = training_flops_per_example(NB["build_net"]())
     print(f"torch {torch.__version__}, {args.steps} steps of batch {BATCH_SIZE}, best of {args.rounds} rounds, "
           f"{flops / 1e6:.1f} MFLOP per training example, native bf16: {helpers.native_bf16(torch.device('cpu'))}")
     paths = {

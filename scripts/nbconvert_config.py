@@ -10,3 +10,6 @@ c.SVG2PDFPreprocessor.command = ["rsvg-convert", "-f", "pdf", "-o", "{to_filenam
 # LaTeX template: nbconvert's own, with unnumbered sections (scripts/templates/assignment).
 c.TemplateExporter.extra_template_basedirs = [str(Path(__file__).parent / "templates")]
 c.LatexExporter.template_name = "assignment"
+# Answers rendered from computed values: the PDF shows the answer, not the code that writes it.
+c.TagRemovePreprocessor.enabled = True
+c.TagRemovePreprocessor.remove_input_tags = {"answer"}

@@ -4,6 +4,7 @@ from __future__ import annotations
 import os
 import sys
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 
@@ -11,6 +12,9 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 import helpers  # noqa: E402
+
+# the notebook's own definitions (its datasets and networks), without running its trainings
+nb = SimpleNamespace(**helpers.notebook_definitions())
 
 SHARED_ARCHIVE = ROOT.parent / "shared" / "fsdd" / f"free-spoken-digit-dataset-{helpers.FSDD_VERSION}.tar.gz"
 

@@ -25,7 +25,7 @@ import pytest
 from scipy.io import wavfile
 
 import helpers
-from conftest import ROOT
+from conftest import ROOT, nb
 from helpers import FSDDError, RecordingError
 
 ARCHIVE_NAME = f"free-spoken-digit-dataset-{helpers.FSDD_VERSION}.tar.gz"
@@ -242,8 +242,8 @@ BAD_RECORDINGS = {
 
 ENTRY_POINTS = {
     "read_wav": helpers.read_wav,
-    "load_waveform": helpers.load_waveform,
-    "SpokenDigits": lambda file: helpers.SpokenDigits(Path(file).parent),
+    "load_waveform": nb.load_waveform,
+    "SpokenDigits": lambda file: nb.SpokenDigits(Path(file).parent),
 }
 
 
@@ -270,7 +270,7 @@ def test_missing_file_is_named(tmp_path, entry):
 
 def test_load_waveform_pads_and_normalizes_any_format(tmp_path):
     file = _write_wav(tmp_path / "5_x_0.wav", np.stack([_tone(16000, 0.25)] * 2, axis=1).astype(np.float32), 16000)
-    out = helpers.load_waveform(file)
+    out = nb.load_waveform(file)
     assert out.shape == (6000,) and out.dtype == np.float32
     assert abs(out.mean()) < 1e-5 and abs(out.std() - 1) < 1e-4
     assert np.all(out[2000:] == out[-1])  # 0.25 s at 8 kHz = 2000 samples, then padding
@@ -281,13 +281,13 @@ def test_load_waveform_pads_and_normalizes_any_format(tmp_path):
 
 def test_spoken_digits_missing_folder(tmp_path):
     with pytest.raises(FSDDError, match=r"nowhere is not a folder.*download_fsdd\(\)"):
-        helpers.SpokenDigits(tmp_path / "nowhere")
+        nb.SpokenDigits(tmp_path / "nowhere")
 
 
 def test_spoken_digits_folder_is_a_file(tmp_path):
     file = _write_wav(tmp_path / "0_a_0.wav", _int16_tone())
     with pytest.raises(FSDDError, match="0_a_0.wav is not a folder"):
-        helpers.SpokenDigits(file)
+        nb.SpokenDigits(file)
 
 
 @pytest.mark.parametrize("junk", [[], ["README.txt"], ["notes.md", ".DS_Store", "._0_a_0.wav"]])
@@ -295,14 +295,14 @@ def test_spoken_digits_folder_without_wavs(tmp_path, junk):
     for name in junk:
         (tmp_path / name).write_bytes(b"junk")
     with pytest.raises(FSDDError, match=r"holds no \.wav files.*download_fsdd\(\)"):
-        helpers.SpokenDigits(tmp_path)
+        nb.SpokenDigits(tmp_path)
 
 
 def test_spoken_digits_data_root_instead_of_recordings(tmp_path):
     _write_wav(tmp_path / "data" / TOP / "recordings" / "0_a_0.wav", _int16_tone())
     root = tmp_path / "data"  # not data/free-spoken-digit-dataset-1.0.10/recordings
     with pytest.raises(FSDDError, match=r"holds no \.wav files.*\.\.\./recordings"):
-        helpers.SpokenDigits(root)
+        nb.SpokenDigits(root)
 
 
 def test_spoken_digits_ignores_other_files(tmp_path):
@@ -312,9 +312,9 @@ def test_spoken_digits_ignores_other_files(tmp_path):
     (tmp_path / ".DS_Store").write_bytes(b"\0\0\0\1Bud1")
     (tmp_path / "._0_ann_0.wav").write_bytes(b"\0\5\26\7 macOS resource fork")  # AppleDouble
     (tmp_path / "subfolder.wav").mkdir()
-    data = helpers.SpokenDigits(tmp_path)
+    data = nb.SpokenDigits(tmp_path)
     assert [f.name for f in data.files] == ["0_ann_0.wav", "7_bob_12.wav", "9_ann_3.WAV"]
-    assert data.y.tolist() == [0, 7, 9] and data.speakers == ["ann", "bob", "ann"] and data.indices == [0, 12, 3]
+    assert data.y.tolist() == [0, 7, 9] and data.speakers == ["ann", "bob", "ann"] and data.takes == [0, 12, 3]
     assert data.x.shape == (3, 1, 6000)
 
 
@@ -323,7 +323,7 @@ def test_spoken_digits_bad_file_name_is_named(tmp_path, name):
     _write_wav(tmp_path / "0_ann_0.wav", _int16_tone())
     _write_wav(tmp_path / name, _int16_tone())
     with pytest.raises(RecordingError, match=rf"{name}: expected a name like '7_jackson_32.wav'.*Rename"):
-        helpers.SpokenDigits(tmp_path)
+        nb.SpokenDigits(tmp_path)
     with pytest.raises(ValueError, match=name):
         helpers.parse_file_name(tmp_path / name)
 
@@ -333,9 +333,9 @@ def test_spoken_digits_mixed_formats_match_load_waveform(tmp_path):
              _write_wav(tmp_path / "1_a_0.wav", np.round(_tone() * 127 + 128).astype(np.uint8)),
              _write_wav(tmp_path / "2_a_0.wav", np.stack([_tone(44100)] * 2, 1).astype(np.float32), 44100),
              _write_wav(tmp_path / "3_a_0.wav", np.round(_tone(16000) * 2**30).astype(np.int32), 16000)]
-    data = helpers.SpokenDigits(tmp_path)
+    data = nb.SpokenDigits(tmp_path)
     for i, file in enumerate(files):
-        np.testing.assert_array_equal(data.x[i, 0].numpy(), helpers.load_waveform(file))
+        np.testing.assert_array_equal(data.x[i, 0].numpy(), nb.load_waveform(file))
     # after conversion and resampling all four are the same tone
     np.testing.assert_allclose(data.x[1:, 0, 200:3800], data.x[:1, 0, 200:3800].expand(3, -1), atol=0.05)
 
@@ -349,7 +349,7 @@ def test_download_small_archive_from_path_ignores_other_members(tmp_path, small_
         [f"{i % 10}_tester_{i // 10}.wav" for i in range(20)] + [".complete"])
     assert _left_behind(tmp_path / "data") == [TOP, f"{TOP}/recordings"] + sorted(
         f"{TOP}/recordings/{p.name}" for p in recordings.iterdir())
-    assert len(helpers.SpokenDigits(recordings)) == 20
+    assert len(nb.SpokenDigits(recordings)) == 20
     # a rerun returns the same folder without touching it
     before = {p.name: p.stat().st_mtime_ns for p in recordings.iterdir()}
     assert helpers.download_fsdd(tmp_path / "data", source=tmp_path / "does-not-matter.tar.gz") == recordings
@@ -572,7 +572,7 @@ TRAIN_SCRIPT = textwrap.dedent("""
 
     torch.set_num_threads(1)
     torch.use_deterministic_algorithms(True)
-    data = helpers.SpokenDigits(sys.argv[2])
+    data = helpers.notebook_definitions()["SpokenDigits"](sys.argv[2])
     for seed in map(int, sys.argv[3:]):
         torch.manual_seed(seed)
         loader = torch.utils.data.DataLoader(data, batch_size=25, shuffle=True,

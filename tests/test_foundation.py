@@ -10,6 +10,7 @@ import torch
 from scipy.io import wavfile
 
 import helpers
+from conftest import nb
 
 
 def closed_port_url() -> str:
@@ -43,13 +44,13 @@ def test_load_waveform_real_file(recordings):
     file = recordings / "3_theo_7.wav"
     samplerate, raw = wavfile.read(file)
     assert samplerate == helpers.SAMPLE_RATE and raw.dtype == np.int16
-    waveform = helpers.load_waveform(file)
+    waveform = nb.load_waveform(file)
     assert waveform.shape == (6000,) and waveform.dtype == np.float32
-    assert helpers.load_waveform(file, size=100).shape == (100,)
+    assert nb.load_waveform(file, size=100).shape == (100,)
 
 
 def test_spoken_digits_real_data(recordings):
-    data = helpers.SpokenDigits(recordings)
+    data = nb.SpokenDigits(recordings)
     assert len(data) == 3000
     assert data.x.shape == (3000, 1, 6000) and data.x.dtype == torch.float32
     assert data.y.dtype == torch.int64 and sorted(data.y.unique().tolist()) == list(range(10))
@@ -58,7 +59,7 @@ def test_spoken_digits_real_data(recordings):
     assert data.files == sorted(data.files)  # deterministic order
     for i in (0, 1234, 2999):
         digit, speaker, index = helpers.parse_file_name(data.files[i])
-        assert (data.y[i].item(), data.speakers[i], data.indices[i]) == (digit, speaker, index)
+        assert (data.y[i].item(), data.speakers[i], data.takes[i]) == (digit, speaker, index)
         x, y = data[i]
         assert x.shape == (1, 6000) and y == digit
 
@@ -66,7 +67,7 @@ def test_spoken_digits_real_data(recordings):
 def test_spoken_digits_loads_only_given_folder(recordings, tmp_path):
     for name in ("0_george_0.wav", "9_theo_49.wav"):
         shutil.copy(recordings / name, tmp_path / name)
-    data = helpers.SpokenDigits(tmp_path)
+    data = nb.SpokenDigits(tmp_path)
     assert data.y.tolist() == [0, 9] and data.speakers == ["george", "theo"]
 
 

@@ -9,6 +9,7 @@ import torch
 from torch import nn
 
 import helpers
+from conftest import nb
 
 CPU = torch.device("cpu")
 
@@ -45,21 +46,21 @@ def subset(recordings, tmp_path):
 
 
 def test_base_net_shapes_and_parameter_count():
-    net = helpers.build_net()
+    net = nb.build_net()
     assert net(torch.zeros(3, 1, 6000)).shape == (3, 10)
     assert helpers.parameter_count(net) == CONVS + HEAD == 1_532_090
 
 
 def test_shape_trace_derives_11872():
-    trace = helpers.shape_trace(helpers.build_net(), (1, 6000))
+    trace = helpers.shape_trace(nb.build_net(), (1, 6000))
     lengths = [shape[-1] for name, shape in trace if name in ("input", "Conv1d", "AvgPool1d")]
     assert lengths == [6000, 5996, 2998, 2994, 1497, 1493, 746, 742, 371]
     assert dict(trace)["Flatten"] == (11872,)
-    assert helpers.flat_size(helpers.build_net()[:-6], (1, 6000)) == 32 * 371
+    assert helpers.flat_size(nb.build_net()[:-6], (1, 6000)) == 32 * 371
 
 
 def test_shape_trace_leaves_batch_norm_statistics_alone():
-    net = helpers.build_net_batchnorm()
+    net = nb.build_net_batchnorm()
     helpers.shape_trace(net, (1, 6000))
     assert net.training
     assert torch.equal(net[1].running_mean, torch.zeros(4)) and torch.equal(net[1].running_var, torch.ones(4))
@@ -68,12 +69,12 @@ def test_shape_trace_leaves_batch_norm_statistics_alone():
 def test_dense_parameter_count_replaces_convolutions_by_linear_layers():
     sizes = [6000, 4 * 5996, 4 * 2998, 8 * 2994, 8 * 1497, 16 * 1493, 16 * 746, 32 * 742]
     dense = sum(linear_count(sizes[i], sizes[i + 1]) for i in (0, 2, 4, 6))
-    assert helpers.dense_parameter_count(helpers.build_net(), (1, 6000)) == dense + HEAD
-    assert dense + HEAD > 600 * helpers.parameter_count(helpers.build_net())
+    assert helpers.dense_parameter_count(nb.build_net(), (1, 6000)) == dense + HEAD
+    assert dense + HEAD > 600 * helpers.parameter_count(nb.build_net())
 
 
 def test_dropout_net_has_base_parameters_and_drops_only_in_training():
-    net = helpers.build_net_dropout()
+    net = nb.build_net_dropout()
     assert helpers.parameter_count(net) == CONVS + HEAD
     assert sum(isinstance(layer, nn.Dropout) for layer in net) == 2
     x = torch.randn(4, 1, 6000)
@@ -84,7 +85,7 @@ def test_dropout_net_has_base_parameters_and_drops_only_in_training():
 
 
 def test_batchnorm_net_normalizes_every_hidden_layer():
-    net = helpers.build_net_batchnorm()
+    net = nb.build_net_batchnorm()
     assert net(torch.zeros(3, 1, 6000)).shape == (3, 10)
     norms = [layer.num_features for layer in net if isinstance(layer, nn.BatchNorm1d)]
     assert norms == [4, 8, 16, 32, 128, 64]
@@ -92,13 +93,13 @@ def test_batchnorm_net_normalizes_every_hidden_layer():
 
 
 def test_residual_with_1x1_shortcut_changes_channels_and_stride():
-    block = helpers.Residual(4, 8, use_1x1conv=True, strides=2)
+    block = nb.Residual(4, 8, use_1x1conv=True, strides=2)
     assert block(torch.randn(2, 4, 100)).shape == (2, 8, 50)
     assert helpers.parameter_count(block) == residual_count(4, 8, shortcut=True)
 
 
 def test_residual_without_shortcut_conv_adds_its_input():
-    block = helpers.Residual(8, 8)
+    block = nb.Residual(8, 8)
     assert block.conv3 is None
     assert helpers.parameter_count(block) == residual_count(8, 8, shortcut=False)
     x = torch.randn(2, 8, 100)
@@ -108,7 +109,7 @@ def test_residual_without_shortcut_conv_adds_its_input():
 
 
 def test_resnet_shapes_and_parameter_count():
-    net = helpers.build_resnet()
+    net = nb.build_resnet()
     assert net(torch.zeros(2, 1, 6000)).shape == (2, 10)
     blocks = [residual_count(1, 4, True), residual_count(4, 8, True), residual_count(8, 16, True),
               residual_count(16, 32, True)]
@@ -117,7 +118,7 @@ def test_resnet_shapes_and_parameter_count():
 
 
 def test_mfcc_net_shapes_and_parameter_count():
-    net = helpers.build_net_mfcc()
+    net = nb.build_net_mfcc()
     assert net(torch.zeros(2, 13, 74)).shape == (2, 10)
     length = ((74 - 4) // 2 - 4) // 2  # two valid kernel-5 convolutions, each followed by pooling
     expected = (2 * 13 + conv_count(13, 32, 5) + 2 * 32 + conv_count(32, 64, 5) + 2 * 64
@@ -126,14 +127,27 @@ def test_mfcc_net_shapes_and_parameter_count():
 
 
 def test_normalizations():
-    x = np.array([[0.0, 0.5, -0.25, 0.25]], dtype=np.float32)
-    standard = helpers.normalize(x)
+    x = np.array([0.0, 0.5, -0.25, 0.25], dtype=np.float32)
+    standard = nb.NORMALIZATIONS["standardize"](x)
     assert abs(standard.mean()) < 1e-6 and abs(standard.std() - 1) < 1e-4
-    assert np.allclose(helpers.normalize(x, "peak"), x / 0.5)
-    assert np.allclose(helpers.normalize(x, "unit"), [[0.5, 0.75, 0.375, 0.625]])
-    assert np.array_equal(helpers.normalize(x, "none"), x)
-    with pytest.raises(ValueError):
-        helpers.normalize(x, "max")
+    assert np.allclose(nb.NORMALIZATIONS["peak"](x), x / 0.5)
+    assert np.allclose(nb.NORMALIZATIONS["unit"](x), [0.5, 0.75, 0.375, 0.625])
+    assert np.array_equal(nb.NORMALIZATIONS["none"](x), x)
+
+
+def test_compare_normalizations_trains_once_per_normalization():
+    torch.manual_seed(0)
+    raw = np.random.randn(30, 6000).astype(np.float32) * 0.01
+    calls = []
+    def build():
+        calls.append(1)
+        return nb.build_net()
+    rows = helpers.compare_normalizations(raw, torch.arange(30) % 10, nb.NORMALIZATIONS, build, num_epochs=1,
+                                          lr=1e-3, train_size=20, batch_size=10)
+    assert [row["normalization"] for row in rows] == list(nb.NORMALIZATIONS) and len(calls) == 4
+    by_name = {row["normalization"]: row for row in rows}
+    assert by_name["unit"]["min"] >= 0 and by_name["peak"]["max"] <= 1
+    assert by_name["none"]["mean amplitude"] == pytest.approx(np.abs(raw).mean(), rel=1e-5)
 
 
 def test_time_shift_moves_signals_and_fills_zeros():
@@ -158,7 +172,7 @@ def test_batch_loader_visits_every_sample_once_per_epoch():
 
 
 def test_batch_loader_slices_a_random_split_subset(recordings, subset):
-    data = helpers.SpokenDigits(subset(3))
+    data = nb.SpokenDigits(subset(3))
     train, test = torch.utils.data.random_split(data, [20, 10], generator=torch.Generator().manual_seed(0))
     x, y = helpers.tensors(test)
     assert x.shape == (10, 1, 6000)
@@ -166,16 +180,16 @@ def test_batch_loader_slices_a_random_split_subset(recordings, subset):
 
 
 def test_mfcc_dataset_shape_on_real_recordings(subset):
-    data = helpers.SpokenDigitsMFCC(subset(2))
+    data = nb.SpokenDigitsMFCC(subset(2))
     assert len(data) == 20 and sorted(set(data.y.tolist())) == list(range(10))
     assert data.x.shape == (20, 13, 74) and data.x.dtype == torch.float32
     assert data[0][0].shape == (13, 74) and torch.isfinite(data.x).all()
 
 
 def test_short_training_on_real_recordings_lowers_the_loss(subset):
-    data = helpers.SpokenDigits(subset(30))  # 300 recordings
+    data = nb.SpokenDigits(subset(30))  # 300 recordings
     torch.manual_seed(0)
-    net = helpers.build_net()
+    net = nb.build_net()
     with torch.no_grad():
         initial = nn.functional.cross_entropy(net(data.x), data.y).item()
     loader = helpers.BatchLoader(data, batch_size=32, shuffle=True)
@@ -190,9 +204,9 @@ def test_short_training_on_real_recordings_lowers_the_loss(subset):
 
 @pytest.mark.parametrize("bf16", [False, True])
 def test_training_lowers_the_loss_in_float32_and_bfloat16(subset, bf16):
-    data = helpers.SpokenDigits(subset(10))  # 100 recordings
+    data = nb.SpokenDigits(subset(10))  # 100 recordings
     torch.manual_seed(0)
-    net = helpers.build_net_batchnorm()
+    net = nb.build_net_batchnorm()
     loader = helpers.BatchLoader(data, batch_size=20, shuffle=True)
     result = helpers.train(net, loader, loader, num_epochs=4, lr=1e-2, device=CPU, optimizer="adamw",
                            bf16=bf16, animate=False)
@@ -202,7 +216,7 @@ def test_training_lowers_the_loss_in_float32_and_bfloat16(subset, bf16):
 
 def test_channels_last_changes_the_layout_not_the_outputs():
     torch.manual_seed(0)
-    net, x = helpers.build_net(), torch.randn(2, 1, 6000)
+    net, x = nb.build_net(), torch.randn(2, 1, 6000)
     with torch.no_grad():
         before = net(x)
         helpers.channels_last(net)
@@ -217,9 +231,9 @@ def test_channels_last_changes_the_layout_not_the_outputs():
 def test_channels_last_keeps_the_gradients_and_hooks_flatten_once():
     x, y = torch.randn(2, 1, 6000), torch.tensor([3, 7])
     torch.manual_seed(0)
-    plain = helpers.build_net()
+    plain = nb.build_net()
     torch.manual_seed(0)
-    fast = helpers.channels_last(helpers.channels_last(helpers.build_net()))  # twice: one hook
+    fast = helpers.channels_last(helpers.channels_last(nb.build_net()))  # twice: one hook
     for net in (plain, fast):
         nn.functional.cross_entropy(net(x), y).backward()
     for p, q in zip(plain.parameters(), fast.parameters()):
@@ -258,3 +272,14 @@ def test_converged_verdicts():
 def test_markdown_table():
     table = helpers.markdown_table([{"net": "base", "acc": 0.71234}, {"net": "bn", "acc": 0.9}])
     assert table.splitlines() == ["| net | acc |", "| --- | --- |", "| base | 0.712 |", "| bn | 0.900 |"]
+
+
+def test_markdown_table_escapes_pipes_inside_cells():
+    table = helpers.markdown_table([{"mean |x|": "a|b"}])
+    assert table.splitlines() == [r"| mean \|x\| |", "| --- |", r"| a\|b |"]
+
+
+def test_comparison_words():
+    assert helpers.comparison(0.9, 0.8) == "higher than"
+    assert helpers.comparison(0.8, 0.9) == "lower than"
+    assert helpers.comparison(0.801, 0.8) == "about the same as"

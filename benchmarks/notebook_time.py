@@ -1,0 +1,58 @@
+"""How long the whole notebook takes: kernel time from its first cell to its last, and the slowest cells.
+
+    .venv/bin/python benchmarks/notebook_time.py            # timings stored by the last ./export_pdf.sh
+    .venv/bin/python benchmarks/notebook_time.py --run      # run it now (full mode) into build/, then report
+
+Reads the execution timestamps that nbclient stores in every code cell (metadata.execution).
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import subprocess
+import sys
+from datetime import datetime
+from pathlib import Path
+
+import nbformat
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def cell_seconds(cell) -> float:
+    """Seconds from a code cell's start to its reply."""
+    times = cell.metadata["execution"]
+    start, end = times["iopub.execute_input"], times["shell.execute_reply"]
+    return (datetime.fromisoformat(end.rstrip("Z")) - datetime.fromisoformat(start.rstrip("Z"))).total_seconds()
+
+
+def report(notebook: Path, top: int = 8) -> None:
+    """Print the kernel time of an executed notebook and its `top` slowest cells."""
+    cells = [c for c in nbformat.read(notebook, as_version=4).cells
+             if c.cell_type == "code" and "execution" in c.metadata]
+    if not cells:
+        sys.exit(f"{notebook} holds no execution timings: run ./export_pdf.sh (or pass --run) first")
+    first = datetime.fromisoformat(cells[0].metadata["execution"]["iopub.execute_input"].rstrip("Z"))
+    last = datetime.fromisoformat(cells[-1].metadata["execution"]["shell.execute_reply"].rstrip("Z"))
+    print(f"{notebook.name}: {(last - first).total_seconds():.1f} s of kernel time, {len(cells)} code cells")
+    for cell in sorted(cells, key=cell_seconds, reverse=True)[:top]:
+        print(f"{cell_seconds(cell):7.1f} s  {cell.source.splitlines()[-1][:90]}")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--run", action="store_true", help="execute the notebook (full mode) into build/ first")
+    args = parser.parse_args()
+    notebook = ROOT / "assignment3.ipynb"
+    if args.run:
+        (ROOT / "build").mkdir(exist_ok=True)
+        env = {**os.environ, "OMP_WAIT_POLICY": os.environ.get("OMP_WAIT_POLICY", "PASSIVE")}
+        subprocess.run([str(ROOT / ".venv/bin/jupyter"), "nbconvert", "--config", "scripts/nbconvert_config.py",
+                        "--to", "notebook", "--execute", str(notebook), "--output-dir", "build",
+                        "--output", "timed"], cwd=ROOT, env=env, check=True)
+        notebook = ROOT / "build" / "timed.ipynb"
+    report(notebook)
+
+
+if __name__ == "__main__":
+    main()

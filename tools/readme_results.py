@@ -1,0 +1,45 @@
+"""Copy the results table of the executed notebook (every training run, from 3.6(f) to 3.9) into README.md.
+
+    .venv/bin/python tools/readme_results.py          # after ./export_pdf.sh; rewrites the marked block
+
+The block sits between the markers below, so the README shows the numbers of the committed run
+(tests/test_readme.py checks that they agree).
+"""
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import nbformat
+
+ROOT = Path(__file__).resolve().parents[1]
+BEGIN, END = "<!-- results: tools/readme_results.py -->", "<!-- /results -->"
+
+
+def notebook_results(notebook: Path = ROOT / "assignment3.ipynb") -> str:
+    """The last Markdown table that the notebook's runs cell (3.9(c)) printed."""
+    for cell in reversed(nbformat.read(notebook, as_version=4).cells):
+        if cell.cell_type == "code" and "runs.append(" in cell.source:
+            tables = [o.data["text/markdown"] for o in cell.outputs if "text/markdown" in o.get("data", {})]
+            if tables:
+                return tables[-1].strip()
+    raise SystemExit(f"{notebook} has no executed results table: run ./export_pdf.sh first")
+
+
+def readme_results(readme: Path = ROOT / "README.md") -> str:
+    """The table between the markers in the README."""
+    match = re.search(re.escape(BEGIN) + r"\n(.*?)\n" + re.escape(END), readme.read_text(), re.S)
+    if match is None:
+        raise SystemExit(f"{readme} has no {BEGIN} ... {END} block")
+    return match.group(1).strip()
+
+
+def main() -> None:
+    readme = ROOT / "README.md"
+    text = readme.read_text().replace(readme_results(readme), notebook_results())
+    readme.write_text(text)
+    print(f"updated the results table in {readme}")
+
+
+if __name__ == "__main__":
+    main()

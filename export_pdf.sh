@@ -7,7 +7,7 @@ cd "$(dirname "$0")"
 source scripts/env.sh
 # LaTeX route of nbconvert: pandoc, xelatex (+ fonts and packages), rsvg-convert for d2l's SVG plots
 ensure_system_packages pandoc texlive-xetex texlive-fonts-recommended texlive-plain-generic \
-  lmodern librsvg2-bin
+  texlive-latex-extra lmodern fonts-dejavu-core librsvg2-bin
 ensure_venv
 .venv/bin/python -c "import helpers; helpers.download_fsdd()"
 

@@ -16,8 +16,10 @@ from pathlib import Path
 import matplotlib.pyplot as plt
 import numpy as np
 import torch
-from python_speech_features import mfcc
+from python_speech_features import get_filterbanks, mfcc
+from python_speech_features.base import hz2mel, mel2hz
 from torch import nn
+from tqdm.auto import tqdm
 
 import helpers
 
@@ -35,9 +37,9 @@ def standardize(x: np.ndarray | torch.Tensor):
     return (x - x.mean(-1, keepdims=True)) / (x.std(-1, keepdims=True) + 1e-8)
 
 
-def fixed_length(waveform: np.ndarray, size: int = SIZE) -> np.ndarray:
-    """The first `size` samples, zero-padded if shorter."""
-    return np.pad(waveform, (0, size))[:size]
+def fixed_length(x: np.ndarray, size: int = SIZE) -> np.ndarray:
+    """The first `size` samples (last axis), zero-padded if shorter."""
+    return np.pad(x, [(0, 0)] * (x.ndim - 1) + [(0, size)])[..., :size]
 
 
 def mfcc_frames(waveform: np.ndarray) -> np.ndarray:
@@ -45,25 +47,66 @@ def mfcc_frames(waveform: np.ndarray) -> np.ndarray:
     return np.transpose(mfcc(waveform, helpers.SAMPLE_RATE)).astype(np.float32)
 
 
+def waveform_features(waveforms: list[np.ndarray]) -> torch.Tensor:
+    """(N, 1, SIZE): the first SIZE samples of every waveform, zero-padded and standardized."""
+    return torch.from_numpy(standardize(np.stack([fixed_length(w) for w in waveforms]))).unsqueeze(1)
+
+
+def mfcc_features(waveforms: list[np.ndarray]) -> torch.Tensor:
+    """(N, 13, 74): MFCCs of the first SIZE samples of every waveform (zero-padded)."""
+    return torch.from_numpy(np.stack([mfcc_frames(fixed_length(w)) for w in waveforms]))
+
+
 def load_fsdd(data_dir: str | os.PathLike) -> dict:
-    """Every recording in data_dir as standardized waveforms (N, 1, SIZE) and MFCCs (N, 13, 74),
-    with digit labels, speakers and take indices, in sorted file order."""
+    """Every recording in data_dir as read ("recordings": float32 arrays of any length), as standardized
+    waveforms (N, 1, SIZE) and MFCCs (N, 13, 74), with digit labels, speakers and take indices,
+    in sorted file order."""
     files = helpers.list_recordings(data_dir)
     parsed = [helpers.parse_file_name(f) for f in files]
-    raw = np.stack([fixed_length(helpers.read_wav(f)) for f in files])
-    return {"waveform": torch.from_numpy(standardize(raw)).unsqueeze(1),
-            "mfcc": torch.from_numpy(np.stack([mfcc_frames(w) for w in raw])),
+    recordings = [helpers.read_wav(f) for f in files]
+    return {"recordings": recordings, "waveform": waveform_features(recordings), "mfcc": mfcc_features(recordings),
             "y": torch.tensor([digit for digit, _, _ in parsed]),
             "speakers": [speaker for _, speaker, _ in parsed], "indices": [index for _, _, index in parsed]}
 
 
 # -----------------------------------------------------------------------------
+# Log-mel front end: silence trimmed, MELS bands per 10 ms frame, normalized per utterance
+
+WINDOW, HOP, NFFT = 200, 80, 256  # 25 ms windows every 10 ms at 8 kHz
+MELS = 40
+FRAMES = 100  # 1 s kept after trimming (longer recordings are cut)
+MEL_POINTS = np.linspace(hz2mel(0), hz2mel(helpers.SAMPLE_RATE / 2), MELS + 2)  # band edges and centres (mel)
+
+
+def trim_silence(waveform: np.ndarray, threshold_db: float = 35.0, margin: int = 2) -> np.ndarray:
+    """The waveform from `margin` 10 ms hops before its first to `margin` hops after its last hop
+    whose energy is within threshold_db of the loudest hop's."""
+    hops = len(waveform) // HOP
+    energy = np.square(waveform[:hops * HOP].reshape(hops, HOP)).mean(1)
+    if hops == 0 or energy.max() == 0:
+        return waveform
+    loud = np.flatnonzero(energy >= energy.max() * 10 ** (-threshold_db / 10))
+    return waveform[max(loud[0] - margin, 0) * HOP:(loud[-1] + 1 + margin) * HOP]
+
+
+def log_mel(waveform: np.ndarray) -> torch.Tensor:
+    """(MELS, frames): log energies of MELS mel bands (0-4 kHz) in 25 ms Hann windows every 10 ms."""
+    samples = torch.from_numpy(np.pad(waveform, (0, max(NFFT + HOP - len(waveform), 0))))  # 2+ frames
+    spectrum = torch.stft(samples, NFFT, HOP, WINDOW, torch.hann_window(WINDOW), center=False,
+                          return_complex=True).abs().square()  # (NFFT // 2 + 1, frames)
+    filters = torch.from_numpy(get_filterbanks(MELS, NFFT, helpers.SAMPLE_RATE)).float()  # (MELS, NFFT // 2 + 1)
+    return torch.log(filters @ spectrum + 1e-8)
+
+
+def logmel_features(waveforms: list[np.ndarray], frames: int = FRAMES) -> torch.Tensor:
+    """(N, MELS, frames): log-mel of every silence-trimmed waveform with per-utterance CMVN,
+    zero-padded (0 is every band's mean) or cut to `frames`."""
+    return torch.stack([torch.from_numpy(fixed_length(utterance_cmvn(log_mel(trim_silence(w))).numpy(), frames))
+                        for w in waveforms])
+
+
+# -----------------------------------------------------------------------------
 # Splits, augmentations, networks, recipes
-
-RESULTS_FILE = Path(__file__).parent / "results" / "speaker_independent.json"
-RUN_STUDY = os.environ.get("A3_STUDY", "0") == "1"  # the notebook reruns the whole study (update_results)
-SPLIT_SEED = 0  # the notebook's SEED, so the random 2/3 split is the one of 3.5
-
 
 def speaker_folds(speakers: list[str]) -> list[tuple[str, torch.Tensor, torch.Tensor]]:
     """Leave-one-speaker-out: (held-out speaker, train indices, test indices) per speaker, sorted."""
@@ -93,6 +136,22 @@ def speed_perturb(x: torch.Tensor, factors: torch.Tensor) -> torch.Tensor:
     def take(index: torch.Tensor) -> torch.Tensor:
         return x.gather(-1, index[:, None, :].expand(-1, x.shape[1], -1))
     return (take(left) * (1 - frac) + take(left + 1) * frac) * (source <= length - 1)[:, None, :]
+
+
+def warp_mels(x: torch.Tensor, factors: torch.Tensor) -> torch.Tensor:
+    """Vocal-tract-length perturbation of log-mel x (N, MELS, frames): each x[i] sounds as if its
+    frequencies were scaled by factors[i] (band centre f takes the value at f / factors[i],
+    interpolated between band centres; clamped at the edge bands)."""
+    centres = MEL_POINTS[1:-1]  # (MELS,) in mel
+    source_hz = torch.from_numpy(mel2hz(centres)).float() / factors[:, None]  # (N, MELS)
+    source = (torch.from_numpy(hz2mel(source_hz.numpy())) - centres[0]) / (centres[1] - centres[0])
+    source = source.float().clamp(0, MELS - 1)
+    left = source.floor().long().clamp(max=MELS - 2)
+    frac = (source - left)[:, :, None]
+
+    def take(index: torch.Tensor) -> torch.Tensor:
+        return x.gather(1, index[:, :, None].expand(-1, -1, x.shape[2]))
+    return take(left) * (1 - frac) + take(left + 1) * frac
 
 
 def add_noise(x: torch.Tensor, snr_db: torch.Tensor) -> torch.Tensor:
@@ -156,6 +215,11 @@ def build_net_mfcc_gap(channels: int = 32) -> nn.Sequential:
     return nn.Sequential(*gap_head(13, channels))
 
 
+def build_net_logmel_gap(channels: int = 32) -> nn.Sequential:
+    """For MELS x FRAMES log-mel frames: gap_head."""
+    return nn.Sequential(*gap_head(MELS, channels))
+
+
 def build_net_filterbank(filters: int = 40, channels: int = 32) -> nn.Sequential:
     """For 1 x 6000 raw samples: a learned filterbank (101-tap convolution, squared, averaged over
     10 ms frames, log, normalized per utterance like CMVN), then gap_head over the 75 frames."""
@@ -168,7 +232,7 @@ def build_net_filterbank(filters: int = 40, channels: int = 32) -> nn.Sequential
 class Recipe:
     """One model of the speaker-independent study: its input, network, training and augmentation."""
     about: str  # one line for the notebook's tables
-    features: str  # 'waveform' (1 x 6000 samples) or 'mfcc' (13 x 74 frames)
+    features: str  # 'waveform' (1 x 6000 samples), 'mfcc' (13 x 74 frames) or 'logmel' (MELS x FRAMES)
     build: Callable[[], nn.Module]
     epochs: int
     lr: float  # peak of the one-cycle schedule (AdamW)
@@ -176,9 +240,11 @@ class Recipe:
     cmvn: bool = False  # per-utterance MFCC mean/variance normalization
     max_shift: int = 0  # random shift either way (BatchLoader's), samples or frames
     max_delay: int = 0  # random delay (shift right only: keeps the onset), samples or frames
-    speed: float = 0.0  # random speed factor in [1 - speed, 1 + speed] (waveforms)
+    speed: float = 0.0  # random speed factor in [1 - speed, 1 + speed] (waveforms; frames: tempo only)
+    vtlp: float = 0.0  # random frequency scaling in [1 - vtlp, 1 + vtlp] (logmel)
     snr_db: tuple[float, float] | None = None  # random white noise (waveforms)
     masks: tuple[int, int] = (0, 0)  # widest masked band of MFCC channels and of frames
+    members: int = 1  # networks trained from different seeds, their probabilities averaged
 
 
 class AugmentedLoader(helpers.BatchLoader):
@@ -195,6 +261,8 @@ class AugmentedLoader(helpers.BatchLoader):
                 X = helpers.time_shift(X, torch.randint(0, r.max_delay + 1, (len(X),)))
             if r.speed:
                 X = speed_perturb(X, 1 + r.speed * (2 * torch.rand(len(X)) - 1))
+            if r.vtlp:
+                X = warp_mels(X, 1 + r.vtlp * (2 * torch.rand(len(X)) - 1))
             if r.snr_db:
                 X = add_noise(X, torch.empty(len(X)).uniform_(*r.snr_db))
             if r.features == "waveform" and (r.speed or r.snr_db):
@@ -208,19 +276,67 @@ class AugmentedLoader(helpers.BatchLoader):
 
 
 
+def recording_features(recipe: Recipe, waveforms: list[np.ndarray]) -> torch.Tensor:
+    """recipe's network input for waveforms as helpers.read_wav returns them (8 kHz, any length)."""
+    if recipe.features == "waveform":
+        return waveform_features(waveforms)
+    if recipe.features == "logmel":
+        return logmel_features(waveforms)
+    x = mfcc_features(waveforms)
+    return utterance_cmvn(x) if recipe.cmvn else x
+
+
+class Ensemble(nn.Module):
+    """Networks trained from different seeds: the log of their mean class probabilities."""
+
+    def __init__(self, members: list[nn.Module]):
+        super().__init__()
+        self.members = nn.ModuleList(members)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.stack([member(x).softmax(1) for member in self.members]).mean(0).log()
+
+
+def train_network(recipe: Recipe, loader: AugmentedLoader, progress: tqdm) -> nn.Module:
+    """A new recipe.build() trained on loader's batches (AdamW, one-cycle schedule; as helpers.train)."""
+    net = recipe.build()
+    optimizer = torch.optim.AdamW(net.parameters(), lr=recipe.lr, weight_decay=0.0, fused=True)
+    scheduler = torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=recipe.lr, epochs=recipe.epochs,
+                                                    steps_per_epoch=len(loader))
+    net.train()
+    for _ in range(recipe.epochs):
+        for X, y in loader:
+            optimizer.zero_grad()
+            nn.functional.cross_entropy(net(X), y).backward()
+            optimizer.step()
+            scheduler.step()
+        progress.update()
+    return net.eval()
+
+
+def fit(recipe: Recipe, x: torch.Tensor, y: torch.Tensor, seed: int = 0, progress: bool = False) -> nn.Module:
+    """recipe's network trained on all of x, y from seed `seed` (with recipe.members > 1: an Ensemble of
+    networks from seeds seed * members, seed * members + 1, ...), in eval mode."""
+    loader = AugmentedLoader(torch.utils.data.TensorDataset(x, y), recipe.batch_size, recipe)
+    with tqdm(total=recipe.members * recipe.epochs, unit="epoch", disable=not progress) as bar:
+        nets = []
+        for member in range(recipe.members):
+            torch.manual_seed(seed * recipe.members + member)
+            nets.append(train_network(recipe, loader, bar))
+    return nets[0] if recipe.members == 1 else Ensemble(nets).eval()
+
+
+def predict_proba(net: nn.Module, x: torch.Tensor, batch_size: int = 256) -> torch.Tensor:
+    """(N, 10): net's class probabilities for every x[i]."""
+    net.eval()
+    with torch.inference_mode():
+        return torch.cat([net(X).softmax(1) for X in x.split(batch_size)])
+
+
 def fit_predict(recipe: Recipe, x: torch.Tensor, y: torch.Tensor, train_idx: torch.Tensor,
                 test_idx: torch.Tensor, seed: int = 0) -> torch.Tensor:
-    """Train recipe's network on x[train_idx] from seed `seed`; its predictions for x[test_idx]."""
-    torch.manual_seed(seed)
-    if recipe.cmvn:
-        x = utterance_cmvn(x)
-    train_iter = AugmentedLoader(torch.utils.data.TensorDataset(x[train_idx], y[train_idx]), recipe.batch_size,
-                                 recipe)
-    test_iter = helpers.BatchLoader(torch.utils.data.TensorDataset(x[test_idx], y[test_idx]), 256)
-    net = recipe.build()
-    helpers.train(net, train_iter, test_iter, recipe.epochs, recipe.lr, optimizer="adamw", schedule="onecycle",
-          animate=False)
-    return helpers.predict(net, x[test_idx])
+    """Train recipe's network on x[train_idx] from seed `seed`; its predicted digits for x[test_idx]."""
+    return predict_proba(fit(recipe, x[train_idx], y[train_idx], seed), x[test_idx]).argmax(1)
 
 
 def confusion_matrix(y_true: torch.Tensor, y_pred: torch.Tensor, classes: int = 10) -> torch.Tensor:
@@ -285,11 +401,22 @@ RECIPES = {
 }
 
 
+# Recipes screened on a few held-out speakers only (their accuracies: results file, "screening").
+SCREENED = {
+    "logmel": Recipe("build_net_logmel_gap on trimmed log-mel (CMVN), delay <= 10 frames, SpecAugment masks",
+                     "logmel", build_net_logmel_gap, epochs=30, lr=1e-3, max_delay=10, masks=(4, 10)),
+    "logmel_vtlp": Recipe("logmel with VTLP 0.85-1.15 and tempo 0.9-1.1", "logmel", build_net_logmel_gap,
+                          epochs=30, lr=1e-3, max_delay=10, masks=(4, 10), vtlp=0.15, speed=0.1),
+}
+
+RECOGNIZER = "mfcc_cmvn"  # the recipe tools/recognize.py trains on all 3,000 recordings
+
+
 def speaker_independent_study(data_dir: str | os.PathLike, names: list[str]) -> dict:
     """evaluate_recipe for each named recipe in RECIPES, on FSDD waveforms or MFCCs from data_dir."""
     data = load_fsdd(data_dir)
-    return {name: evaluate_recipe(RECIPES[name], data[RECIPES[name].features], data["y"], data["speakers"],
-                                  data["indices"], SPLIT_SEED) for name in names}
+    return {name: evaluate_recipe(RECIPES[name], recording_features(RECIPES[name], data["recordings"]), data["y"],
+                                  data["speakers"], data["indices"], SPLIT_SEED) for name in names}
 
 
 def update_results(data_dir: str | os.PathLike, names: list[str], file: Path = RESULTS_FILE) -> dict:

@@ -3,8 +3,10 @@ from __future__ import annotations
 
 import json
 
+import numpy as np
 import pytest
 import torch
+from python_speech_features.base import mel2hz
 
 import helpers
 import study
@@ -111,6 +113,71 @@ def test_augmented_loader_delays_every_signal_and_keeps_its_label():
     onsets = (X[:, 0] > 0).float().argmax(1)
     assert 0 <= onsets.min() and onsets.max() <= 20 and len(set(onsets.tolist())) > 5
     assert ((X[:, 0] > 0).sum(1) == 10).all()  # delayed, not cut
+
+
+def test_trim_silence_keeps_the_loud_part_and_a_margin():
+    waveform = np.zeros(8000, np.float32)
+    waveform[3000:4000] = 0.5  # hops 37.5-50 of 80 samples are loud
+    trimmed = study.trim_silence(waveform, margin=2)
+    assert len(trimmed) == (50 - 37 + 4) * study.HOP and np.abs(trimmed).sum() == 1000 * 0.5
+    assert study.trim_silence(np.zeros(100, np.float32)).size == 100  # silence is kept as it is
+
+
+def test_log_mel_puts_a_tone_in_the_band_of_its_frequency():
+    t = np.arange(8000) / helpers.SAMPLE_RATE
+    x = study.log_mel(np.sin(2 * np.pi * 1000 * t).astype(np.float32))
+    assert x.shape == (study.MELS, 1 + (8000 - study.NFFT) // study.HOP)
+    centres = mel2hz(study.MEL_POINTS[1:-1])
+    assert x.mean(1).argmax().item() == np.abs(centres - 1000).argmin()
+
+
+def test_logmel_features_have_a_fixed_size_and_zero_mean_speech():
+    word = (0.3 * np.random.default_rng(0).standard_normal(4000) * np.hanning(4000)).astype(np.float32)
+    x = study.logmel_features([word, np.zeros(10, np.float32), np.ones(20000, np.float32)])
+    assert x.shape == (3, study.MELS, study.FRAMES) and torch.isfinite(x).all()
+    speech = x[0, :, :(x[0] != 0).any(0).nonzero().max() + 1]  # the frames before the zero padding
+    torch.testing.assert_close(speech.mean(1), torch.zeros(study.MELS), atol=1e-4, rtol=0)
+
+
+@pytest.mark.parametrize("factor", [0.85, 1.15])
+def test_warp_mels_moves_a_formant_by_the_factor(factor):
+    centres = mel2hz(study.MEL_POINTS[1:-1])
+    band = np.abs(centres - 1500).argmin()
+    x = torch.zeros(1, study.MELS, 5)
+    x[0, band] = 1  # one formant at ~1500 Hz in every frame
+    warped = study.warp_mels(x, torch.tensor([factor]))
+    assert warped.shape == x.shape
+    assert warped[0, :, 0].argmax().item() == np.abs(centres - factor * centres[band]).argmin()
+    assert torch.equal(study.warp_mels(x, torch.tensor([1.0])), x)  # factor 1 keeps the spectrum
+
+
+def test_fit_learns_a_tiny_set_and_predict_proba_gives_probabilities():
+    torch.manual_seed(0)
+    x, y = torch.randn(40, study.MELS, study.FRAMES), torch.arange(40) % 10
+    x[torch.arange(40), y] += 3  # digit d: band d is loud
+    recipe = study.Recipe("test", "logmel", study.build_net_logmel_gap, epochs=8, lr=1e-2, batch_size=8,
+                          vtlp=0.1, masks=(2, 5), members=2)
+    net = study.fit(recipe, x, y, seed=3)
+    assert isinstance(net, study.Ensemble) and len(net.members) == 2 and not net.training
+    p = study.predict_proba(net, x)
+    assert p.shape == (40, 10) and torch.allclose(p.sum(1), torch.ones(40))
+    assert study.accuracy_of(p.argmax(1), y) > 0.9
+
+
+def test_fit_is_reproducible_from_its_seed():
+    x, y = torch.randn(20, 13, 74), torch.arange(20) % 10
+    recipe = study.Recipe("test", "mfcc", study.build_net_mfcc_gap, epochs=1, lr=1e-3, batch_size=10)
+    first, second = (study.predict_proba(study.fit(recipe, x, y, seed=1), x) for _ in range(2))
+    assert torch.equal(first, second)
+
+
+def test_recording_features_give_every_recipe_its_input_shape():
+    waveforms = [np.zeros(3000, np.float32), 0.1 * np.random.default_rng(0).standard_normal(9000).astype(np.float32)]
+    shapes = {"waveform": (2, 1, study.SIZE), "mfcc": (2, 13, 74), "logmel": (2, study.MELS, study.FRAMES)}
+    for recipe in {**study.RECIPES, **study.SCREENED}.values():
+        x = study.recording_features(recipe, waveforms)
+        assert x.shape == shapes[recipe.features] and x.dtype == torch.float32
+    assert study.RECOGNIZER in study.RECIPES
 
 
 def test_confusion_matrix_counts_pairs():

@@ -106,6 +106,16 @@ def test_first_run_trains_and_saves_then_reruns_load(tmp_path, capsys, fit_calls
     assert again == lines
 
 
+def test_ensemble_recipe_saves_and_loads(tmp_path, capsys, fit_calls, data_dir, user_folder, monkeypatch):
+    monkeypatch.setitem(study.RECIPES, "tiny", dataclasses.replace(study.RECIPES["tiny"], members=2))
+    models = tmp_path / "models"
+    first = run(capsys, user_folder, "--data", data_dir, "--models", models)
+    second = run(capsys, user_folder, "--data", data_dir, "--models", models)
+    assert first[0] == second[0] == 0 and len(fit_calls) == 1 and second[2] == ""
+    assert first[1] == second[1] and len(first[1]) == 3
+    assert any(key.startswith("members.1.") for key in torch.load(models / "recognizer.pt")["state_dict"])
+
+
 def test_files_and_folders_mixed_in_order(tmp_path, capsys, fit_calls, data_dir, user_folder):
     files = [user_folder / "c.wav", user_folder / "notes.txt"]
     status, lines, err = run(capsys, *files, user_folder, "--data", data_dir, "--models", tmp_path / "m")

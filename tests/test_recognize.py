@@ -228,3 +228,15 @@ def test_command_line_with_a_saved_model(tmp_path, user_folder, recordings):
                                                  user_folder / "c.wav", recordings / "0_jackson_0.wav"])
     done = subprocess.run([*command, tmp_path / "gone.wav"], capture_output=True, text=True, env=env, timeout=120)
     assert done.returncode == 2 and done.stdout == "" and "gone.wav does not exist" in done.stderr
+
+
+def test_fingerprints_are_the_same_in_a_fresh_process():
+    """Else every run would retrain (e.g. a recipe field whose repr holds a memory address)."""
+    script = ("import importlib.util, sys; sys.path.insert(0, sys.argv[1]); import study\n"
+              "spec = importlib.util.spec_from_file_location('recognize', sys.argv[2])\n"
+              "recognize = importlib.util.module_from_spec(spec); spec.loader.exec_module(recognize)\n"
+              "print({name: recognize.recipe_fingerprint(r) for name, r in study.RECIPES.items()})")
+    done = subprocess.run([sys.executable, "-c", script, str(ROOT), str(ROOT / "tools" / "recognize.py")],
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == str({name: recognize.recipe_fingerprint(r) for name, r in study.RECIPES.items()})

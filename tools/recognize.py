@@ -13,8 +13,8 @@ downloads FSDD into --data (set FSDD_SOURCE to a local archive to skip the downl
 which takes minutes (a progress bar shows the epochs), then saves it as --models/recognizer.pt;
 later runs load it in seconds. A model file that is unreadable, or was trained with another
 recipe, recipe definition or file format, is retrained with a message; so is any with --retrain.
-Changes inside the feature functions that study.recording_features calls are not detected:
-use --retrain after editing them.
+Changes inside the functions that the recipe's front end (study.FRONT_ENDS) calls are not
+detected: use --retrain after editing them.
 
 Exit status: 0 every file was classified; 1 some files could not be read (each is reported on
 stderr as "error: <file> ...", the others are still classified); 2 nothing was classified: a path
@@ -82,9 +82,10 @@ def files_to_classify(paths: list[Path]) -> list[Path]:
 
 def recipe_fingerprint(recipe: study.Recipe) -> str:
     """sha256 of what the model depends on: the recipe's fields (functions by their source), the
-    network's layers and the source of study.recording_features."""
+    network's layers and the source of study.recording_features and of the recipe's front end."""
     fields = [f"{field.name}={_describe(getattr(recipe, field.name))}" for field in dataclasses.fields(recipe)]
-    text = "\n".join([*fields, repr(build_model(recipe)), inspect.getsource(study.recording_features)])
+    sources = [inspect.getsource(f) for f in (study.recording_features, study.FRONT_ENDS[recipe.features])]
+    text = "\n".join([*fields, repr(build_model(recipe)), *sources])
     return hashlib.sha256(text.encode()).hexdigest()
 
 

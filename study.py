@@ -1,8 +1,10 @@
 """Beyond the assignment: how well do the networks recognize a speaker they never heard?
 
 Leave-one-speaker-out, official-split and random-split evaluation of several recipes (front end,
-network, augmentation), run by tools/speaker_independent.py and shown in the notebook's appendix.
-The notebook's own answers (its networks and datasets) stay in the notebook; this study has its own.
+network, augmentation) and of a pocketsphinx baseline, run by tools/speaker_independent.py and shown
+in the notebook's appendix. tools/recognize.py trains RECOGNIZER on all recordings through
+recording_features, fit and predict_proba. The notebook's own answers (its networks and datasets)
+stay in the notebook; this study has its own.
 """
 from __future__ import annotations
 
@@ -11,7 +13,7 @@ import math
 import os
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import matplotlib.pyplot as plt
@@ -305,7 +307,7 @@ class Recipe:
     speed: float = 0.0  # random speed factor in [1 - speed, 1 + speed] (waveforms; frames: tempo only)
     vtlp: float = 0.0  # random frequency scaling in [1 - vtlp, 1 + vtlp] (log-mel or raw MFCC features)
     snr_db: tuple[float, float] | None = None  # random white noise (waveforms)
-    masks: tuple[int, int] = (0, 0)  # widest masked band of MFCC channels and of frames
+    masks: tuple[int, int] = (0, 0)  # widest masked band of feature channels and of frames
     members: int = 1  # networks trained from different seeds, their probabilities averaged
 
 
@@ -337,7 +339,8 @@ class AugmentedLoader(helpers.BatchLoader):
             yield X, y
 
 
-
+# -----------------------------------------------------------------------------
+# Training and prediction (the interface of tools/recognize.py: recording_features, fit, predict_proba)
 
 FRONT_ENDS = {"waveform": waveform_features, "mfcc": mfcc_features, "logmel": logmel_features,
               "logmel_stretched": stretched_logmel_features}  # (N, channels, length) from a list of waveforms
@@ -453,36 +456,39 @@ def evaluate_recipe(recipe: Recipe, x: torch.Tensor, y: torch.Tensor, speakers: 
             "confusion": counts.tolist(), "seconds": round(time.perf_counter() - start)}
 
 
-RECIPES = {
-    "mfcc_cmvn": Recipe("build_net_mfcc_gap, per-utterance CMVN, delay <= 10 frames, SpecAugment masks", "mfcc",
-                        build_net_mfcc_gap, epochs=30, lr=1e-3, cmvn=True, max_delay=10, masks=(2, 9)),
-    "waveform": Recipe("build_net_waveform (M5, 64 channels), delay <= 1500 samples, speed 0.85-1.15, "
-                       "noise 10-40 dB", "waveform", build_net_waveform, epochs=30, lr=3e-3, max_delay=1500,
-                       speed=0.15, snr_db=(10, 40)),
-    "filterbank": Recipe("build_net_filterbank (learned log filterbank), augmented as waveform",
-                         "waveform", build_net_filterbank, epochs=25, lr=3e-3, max_delay=1500, speed=0.15,
-                         snr_db=(10, 40)),
+MFCC_CMVN = Recipe("build_net_mfcc_gap, per-utterance CMVN, delay <= 10 frames, SpecAugment masks", "mfcc",
+                   build_net_mfcc_gap, epochs=30, lr=1e-3, cmvn=True, max_delay=10, masks=(2, 9))
+WAVEFORM = Recipe("build_net_waveform (M5, 64 channels), delay <= 1500 samples, speed 0.85-1.15, noise 10-40 dB",
+                  "waveform", build_net_waveform, epochs=30, lr=3e-3, max_delay=1500, speed=0.15, snr_db=(10, 40))
+LOGMEL = Recipe("build_net_logmel_gap on trimmed log-mel (CMVN), delay <= 10 frames, SpecAugment masks", "logmel",
+                build_net_logmel_gap, epochs=30, lr=1e-3, max_delay=10, masks=(4, 10))
+
+RECIPES = {  # evaluated in full (evaluate_recipe)
+    "mfcc_cmvn": MFCC_CMVN,
+    "mfcc_cmvn_x3": replace(MFCC_CMVN, about="mfcc_cmvn, an ensemble of 3 networks (seeds), probabilities averaged",
+                            members=3),
+    "waveform": WAVEFORM,
+    "filterbank": replace(WAVEFORM, about="build_net_filterbank (learned log filterbank), augmented as waveform",
+                          build=build_net_filterbank, epochs=25),
 }
 
-
-# Recipes screened on a few held-out speakers only (their accuracies: results file, "screening").
-SCREENED = {
-    "logmel": Recipe("build_net_logmel_gap on trimmed log-mel (CMVN), delay <= 10 frames, SpecAugment masks",
-                     "logmel", build_net_logmel_gap, epochs=30, lr=1e-3, max_delay=10, masks=(4, 10)),
-    "stretched": Recipe("build_net_logmel_gap on trimmed log-mel (CMVN) stretched to 50 frames, VTLP 0.85-1.15, "
-                        "SpecAugment masks", "logmel_stretched", build_net_logmel_gap, epochs=30, lr=1e-3,
-                        masks=(4, 5), vtlp=0.15),
-    "cepstral_vtlp": Recipe("build_net_cepstral_gap (MFCCs + CMVN computed from the log-mel), VTLP 0.85-1.15, "
-                            "delay <= 10 frames, SpecAugment masks", "logmel", build_net_cepstral_gap, epochs=30,
-                            lr=1e-3, max_delay=10, masks=(4, 10), vtlp=0.15),
-    "mfcc_vtlp": Recipe("build_net_mfcc_norm_gap (CMVN in the network), VTLP 0.85-1.15 in the cepstral domain, "
-                        "delay <= 10 frames, SpecAugment masks", "mfcc", build_net_mfcc_norm_gap, epochs=30,
-                        lr=1e-3, max_delay=10, masks=(2, 9), vtlp=0.15),
-    "logmel_vtlp": Recipe("logmel with VTLP 0.85-1.15 and tempo 0.9-1.1", "logmel", build_net_logmel_gap,
-                          epochs=30, lr=1e-3, max_delay=10, masks=(4, 10), vtlp=0.15, speed=0.1),
+SCREENED = {  # screened on a few held-out speakers only (update_screening; results file, "screening")
+    "logmel_vtlp": replace(LOGMEL, about="logmel with VTLP 0.85-1.15 and tempo 0.9-1.1", vtlp=0.15, speed=0.1),
+    "logmel": LOGMEL,
+    "cepstral_vtlp": replace(LOGMEL, about="build_net_cepstral_gap (MFCCs + CMVN computed from the log-mel), "
+                             "VTLP 0.85-1.15, delay <= 10 frames, SpecAugment masks", build=build_net_cepstral_gap,
+                             vtlp=0.15),
+    "stretched": replace(LOGMEL, about="build_net_logmel_gap on trimmed log-mel (CMVN) stretched to 50 frames, "
+                         "VTLP 0.85-1.15, SpecAugment masks", features="logmel_stretched", max_delay=0,
+                         masks=(4, 5), vtlp=0.15),
+    "mfcc_vtlp": replace(MFCC_CMVN, about="build_net_mfcc_norm_gap (CMVN in the network), VTLP 0.85-1.15 in the "
+                         "cepstral domain, delay <= 10 frames, SpecAugment masks", build=build_net_mfcc_norm_gap,
+                         cmvn=False, vtlp=0.15),
+    "mfcc_tempo": replace(MFCC_CMVN, about="mfcc_cmvn with tempo 0.8-1.2 (the MFCC frames stretched or squeezed)",
+                          speed=0.2),
 }
 
-RECOGNIZER = "mfcc_cmvn"  # the recipe tools/recognize.py trains on all 3,000 recordings
+RECOGNIZER = "mfcc_cmvn_x3"  # the recipe tools/recognize.py trains on all 3,000 recordings
 
 
 # -----------------------------------------------------------------------------

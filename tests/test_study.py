@@ -239,6 +239,13 @@ def test_results_file_has_the_schema_the_notebook_reads():
         assert correct == pytest.approx(r["loso_mean"], abs=1e-4), name
 
 
+def test_results_file_holds_every_screened_recipe():
+    screening = json.loads(study.RESULTS_FILE.read_text())["screening"]
+    assert list(screening) == list(study.SCREENED)  # in the order they were tried
+    for name, entry in screening.items():
+        assert entry["about"] == study.SCREENED[name].about and set(entry["loso"]) <= set(SPEAKERS)
+
+
 def test_results_file_holds_the_pocketsphinx_baseline():
     baseline = json.loads(study.RESULTS_FILE.read_text())["baselines"]["pocketsphinx"]
     assert list(baseline["loso"]) == SPEAKERS and len(baseline["random"]) == 1

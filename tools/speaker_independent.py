@@ -10,9 +10,9 @@ Each recipe is trained 6 times leave-one-speaker-out, once on FSDD's official sp
 every speaker's recordings and on both test sets. Screening trains only the folds of the named
 held-out speakers and stores them under "screening". Reads the recordings like the notebook does
 (helpers.download_fsdd(); set FSDD_SOURCE to a local archive to skip the download).
-mfcc_cmvn, waveform and filterbank were trained with 2 threads (OMP_WAIT_POLICY=PASSIVE) on 2 CPU
-cores partly shared with other jobs, the log-mel recipes with 1 thread (A3_THREADS=1) on one core;
-each recipe's "seconds" is stored. `A3_STUDY=1` makes the notebook run the same code first.
+mfcc_cmvn (7.7 min), waveform (21.6) and filterbank (12.0) were trained with 2 threads
+(OMP_WAIT_POLICY=PASSIVE) on 2 CPU cores partly shared with other jobs; mfcc_cmvn_x3 (16.9) and the
+screenings with 1 thread (A3_THREADS=1, taskset -c 1) on one core; each recipe's "seconds" is stored. `A3_STUDY=1` makes the notebook run the same code first.
 """
 from __future__ import annotations
 

@@ -14,6 +14,7 @@ import os
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, replace
+from functools import partial
 from pathlib import Path
 
 import matplotlib.pyplot as plt
@@ -41,6 +42,11 @@ def standardize(x: np.ndarray | torch.Tensor):
     return (x - x.mean(-1, keepdims=True)) / (x.std(-1, keepdims=True) + 1e-8)
 
 
+def at_least(waveform: np.ndarray, size: int) -> np.ndarray:
+    """The waveform, zero-padded to `size` samples if shorter."""
+    return np.pad(waveform, (0, max(size - len(waveform), 0)))
+
+
 def fixed_length(x: np.ndarray, size: int = SIZE) -> np.ndarray:
     """The first `size` samples (last axis), zero-padded if shorter."""
     return np.pad(x, [(0, 0)] * (x.ndim - 1) + [(0, size)])[..., :size]
@@ -63,6 +69,13 @@ def waveform_features(waveforms: list[np.ndarray]) -> torch.Tensor:
 def mfcc_features(waveforms: list[np.ndarray]) -> torch.Tensor:
     """(N, 13, 74): MFCCs of the first SIZE samples of every waveform (zero-padded)."""
     return torch.from_numpy(np.stack([mfcc_frames(fixed_length(w)) for w in waveforms]))
+
+
+def speech_mfcc_features(waveforms: list[np.ndarray], frames: int = 74) -> torch.Tensor:
+    """(N, 13, frames): MFCCs of every silence-trimmed waveform with CMVN over its own frames only,
+    then zero-padded (0 is every coefficient's mean) or cut to `frames`."""
+    return torch.stack([torch.from_numpy(fixed_length(utterance_cmvn(torch.from_numpy(mfcc_frames(
+        at_least(trim_silence(w), 280)))).numpy(), frames)) for w in waveforms])  # 280 samples: 2 frames
 
 
 def load_fsdd(data_dir: str | os.PathLike) -> dict:
@@ -100,7 +113,7 @@ def trim_silence(waveform: np.ndarray, threshold_db: float = 35.0, margin: int =
 
 def log_mel(waveform: np.ndarray) -> torch.Tensor:
     """(MELS, frames): log energies of MELS mel bands (0-4 kHz) in 25 ms Hann windows every 10 ms."""
-    samples = torch.from_numpy(np.pad(waveform, (0, max(NFFT + HOP - len(waveform), 0))))  # 2+ frames
+    samples = torch.from_numpy(at_least(waveform, NFFT + HOP))  # 2 frames
     spectrum = torch.stft(samples, NFFT, HOP, WINDOW, torch.hann_window(WINDOW), center=False,
                           return_complex=True).abs().square()  # (NFFT // 2 + 1, frames)
     filters = torch.from_numpy(get_filterbanks(MELS, NFFT, helpers.SAMPLE_RATE)).float()  # (MELS, NFFT // 2 + 1)
@@ -343,7 +356,7 @@ class AugmentedLoader(helpers.BatchLoader):
 # Training and prediction (the interface of tools/recognize.py: recording_features, fit, predict_proba)
 
 FRONT_ENDS = {"waveform": waveform_features, "mfcc": mfcc_features, "logmel": logmel_features,
-              "logmel_stretched": stretched_logmel_features}  # (N, channels, length) from a list of waveforms
+              "logmel_stretched": stretched_logmel_features, "mfcc_speech": speech_mfcc_features}  # (N, channels, length) from a list of waveforms
 
 
 def recording_features(recipe: Recipe, waveforms: list[np.ndarray]) -> torch.Tensor:
@@ -486,6 +499,10 @@ SCREENED = {  # screened on a few held-out speakers only (update_screening; resu
                          cmvn=False, vtlp=0.15),
     "mfcc_tempo": replace(MFCC_CMVN, about="mfcc_cmvn with tempo 0.8-1.2 (the MFCC frames stretched or squeezed)",
                           speed=0.2),
+    "mfcc_speech": replace(MFCC_CMVN, about="mfcc_cmvn with CMVN over the trimmed recording's own frames, before "
+                           "the zero padding", features="mfcc_speech", cmvn=False),
+    "mfcc_wide": replace(MFCC_CMVN, about="mfcc_cmvn with build_net_mfcc_gap(64): twice the channels",
+                         build=partial(build_net_mfcc_gap, 64)),
 }
 
 RECOGNIZER = "mfcc_cmvn_x3"  # the recipe tools/recognize.py trains on all 3,000 recordings

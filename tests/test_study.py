@@ -142,6 +142,15 @@ def test_logmel_features_have_a_fixed_size_and_zero_mean_speech():
     torch.testing.assert_close(speech.mean(1), torch.zeros(study.MELS), atol=1e-4, rtol=0)
 
 
+def test_speech_mfcc_features_normalize_the_speech_before_padding():
+    word = (0.3 * np.random.default_rng(0).standard_normal(3000) * np.hanning(3000)).astype(np.float32)
+    x = study.speech_mfcc_features([word, np.zeros(5, np.float32), np.ones(20000, np.float32)])
+    assert x.shape == (3, 13, 74) and torch.isfinite(x).all()
+    speech = x[0, :, :(x[0] != 0).any(0).nonzero().max() + 1]  # the frames before the zero padding
+    assert speech.shape[1] < 40 and (x[0, :, speech.shape[1]:] == 0).all()
+    torch.testing.assert_close(speech.mean(1), torch.zeros(13), atol=1e-4, rtol=0)
+
+
 def test_stretched_logmel_features_last_equally_long():
     rng = np.random.default_rng(0)
     short, long = (0.3 * rng.standard_normal(n).astype(np.float32) for n in (2000, 9000))
@@ -208,7 +217,8 @@ def test_fit_is_reproducible_from_its_seed():
 
 def test_recording_features_give_every_recipe_its_input_shape():
     waveforms = [np.zeros(3000, np.float32), 0.1 * np.random.default_rng(0).standard_normal(9000).astype(np.float32)]
-    shapes = {"waveform": (2, 1, study.SIZE), "mfcc": (2, 13, 74), "logmel": (2, study.MELS, study.FRAMES),
+    shapes = {"waveform": (2, 1, study.SIZE), "mfcc": (2, 13, 74), "mfcc_speech": (2, 13, 74),
+              "logmel": (2, study.MELS, study.FRAMES),
               "logmel_stretched": (2, study.MELS, study.STRETCHED_FRAMES)}
     for recipe in {**study.RECIPES, **study.SCREENED}.values():
         x = study.recording_features(recipe, waveforms)

@@ -3,8 +3,10 @@ from __future__ import annotations
 
 import json
 
+import numpy as np
 import pytest
 import torch
+from python_speech_features.base import mel2hz
 
 import helpers
 import study
@@ -59,6 +61,9 @@ HEAD = conv(32, 32, 3) + conv(32, 64, 3) + conv(64, 64, 3) + conv(64, 128, 3) + 
     (study.build_net_waveform, (1, 6000), conv(1, 64, 80) + conv(64, 64, 3) + conv(64, 128, 3) + conv(128, 128, 3) + 1290),
     (study.build_net_filterbank, (1, 6000), 40 * 101 + conv(40, 32, 3) + HEAD),  # filters: no bias
     (study.build_net_mfcc_gap, (13, 74), conv(13, 32, 3) + HEAD),
+    (study.build_net_logmel_gap, (study.MELS, study.FRAMES), conv(study.MELS, 32, 3) + HEAD),
+    (study.build_net_cepstral_gap, (study.MELS, study.FRAMES), conv(13, 32, 3) + HEAD),  # the DCT: a buffer
+    (study.build_net_mfcc_norm_gap, (13, 74), conv(13, 32, 3) + HEAD),
 ])
 def test_networks_map_inputs_to_ten_logits(build, shape, params):
     net = build().eval()
@@ -113,6 +118,114 @@ def test_augmented_loader_delays_every_signal_and_keeps_its_label():
     assert ((X[:, 0] > 0).sum(1) == 10).all()  # delayed, not cut
 
 
+def test_trim_silence_keeps_the_loud_part_and_a_margin():
+    waveform = np.zeros(8000, np.float32)
+    waveform[3000:4000] = 0.5  # hops 37.5-50 of 80 samples are loud
+    trimmed = study.trim_silence(waveform, margin=2)
+    assert len(trimmed) == (50 - 37 + 4) * study.HOP and np.abs(trimmed).sum() == 1000 * 0.5
+    assert study.trim_silence(np.zeros(100, np.float32)).size == 100  # silence is kept as it is
+
+
+def test_log_mel_puts_a_tone_in_the_band_of_its_frequency():
+    t = np.arange(8000) / helpers.SAMPLE_RATE
+    x = study.log_mel(np.sin(2 * np.pi * 1000 * t).astype(np.float32))
+    assert x.shape == (study.MELS, 1 + (8000 - study.NFFT) // study.HOP)
+    centres = mel2hz(study.MEL_POINTS[1:-1])
+    assert x.mean(1).argmax().item() == np.abs(centres - 1000).argmin()
+
+
+def test_logmel_features_have_a_fixed_size_and_zero_mean_speech():
+    word = (0.3 * np.random.default_rng(0).standard_normal(4000) * np.hanning(4000)).astype(np.float32)
+    x = study.logmel_features([word, np.zeros(10, np.float32), np.ones(20000, np.float32)])
+    assert x.shape == (3, study.MELS, study.FRAMES) and torch.isfinite(x).all()
+    speech = x[0, :, :(x[0] != 0).any(0).nonzero().max() + 1]  # the frames before the zero padding
+    torch.testing.assert_close(speech.mean(1), torch.zeros(study.MELS), atol=1e-4, rtol=0)
+
+
+def test_speech_mfcc_features_normalize_the_speech_before_padding():
+    word = (0.3 * np.random.default_rng(0).standard_normal(3000) * np.hanning(3000)).astype(np.float32)
+    x = study.speech_mfcc_features([word, np.zeros(5, np.float32), np.ones(20000, np.float32)])
+    assert x.shape == (3, 13, 74) and torch.isfinite(x).all()
+    speech = x[0, :, :(x[0] != 0).any(0).nonzero().max() + 1]  # the frames before the zero padding
+    assert speech.shape[1] < 40 and (x[0, :, speech.shape[1]:] == 0).all()
+    torch.testing.assert_close(speech.mean(1), torch.zeros(13), atol=1e-4, rtol=0)
+
+
+def test_stretched_logmel_features_last_equally_long():
+    rng = np.random.default_rng(0)
+    short, long = (0.3 * rng.standard_normal(n).astype(np.float32) for n in (2000, 9000))
+    x = study.stretched_logmel_features([short, long])
+    assert x.shape == (2, study.MELS, study.STRETCHED_FRAMES) and (x[:, :, -1] != 0).all()  # no padding
+    frames = study.utterance_cmvn(study.log_mel(study.trim_silence(long)))  # (MELS, ~110): squeezed to 50
+    torch.testing.assert_close(x[1, :, [0, -1]], frames[:, [0, -1]], atol=1e-4, rtol=0)  # first and last frames stay
+
+
+@pytest.mark.parametrize("factor", [0.85, 1.15])
+def test_warp_mels_moves_a_formant_by_the_factor(factor):
+    centres = mel2hz(study.MEL_POINTS[1:-1])
+    band = np.abs(centres - 1500).argmin()
+    x = torch.zeros(1, study.MELS, 5)
+    x[0, band] = 1  # one formant at ~1500 Hz in every frame
+    warped = study.warp_mels(x, torch.tensor([factor]))
+    assert warped.shape == x.shape
+    assert warped[0, :, 0].argmax().item() == np.abs(centres - factor * centres[band]).argmin()
+    assert torch.equal(study.warp_mels(x, torch.tensor([1.0])), x)  # factor 1 keeps the spectrum
+
+
+@pytest.mark.parametrize("factor", [0.85, 1.15])
+def test_warp_cepstra_moves_a_formant_of_mfcc_frames_by_the_factor(factor):
+    centres = mel2hz(study.MFCC_POINTS[1:-1])
+    bands = torch.zeros(study.MFCC_BANDS, 1)
+    bands[np.abs(centres - 1500).argmin()] = 1  # one formant at ~1500 Hz
+    dct = study.Cepstrum(13, study.MFCC_BANDS).dct
+    lifter = torch.diag(1 + 11 * torch.sin(torch.pi * torch.arange(13) / 22))
+    spectrum = lambda c: (dct.T @ lifter.inverse() @ c)[:, 0]  # smoothed band energies of cepstra (13, 1)
+    warped = study.warp_cepstra((lifter @ dct @ bands)[None], torch.tensor([factor]))[0]
+    peak = centres[np.abs(centres - 1500).argmin()]
+    assert spectrum(warped).argmax().item() == np.abs(centres - factor * peak).argmin()
+    x = torch.randn(2, 13, 74)
+    torch.testing.assert_close(study.warp_cepstra(x, torch.ones(2)), x, atol=1e-5, rtol=0)  # factor 1 keeps it
+    assert torch.equal(study.warp_cepstra(x, torch.tensor([0.9, 1.1]))[:, 0], x[:, 0])  # c0: the log energy
+
+
+def test_cepstrum_is_an_orthonormal_dct():
+    cepstrum = study.Cepstrum(study.MELS)
+    torch.testing.assert_close(cepstrum.dct @ cepstrum.dct.T, torch.eye(study.MELS), atol=1e-5, rtol=0)
+    flat = study.Cepstrum(13)(torch.full((2, study.MELS, 7), 3.0))  # the same energy in every band
+    assert flat.shape == (2, 13, 7) and flat[:, 1:].abs().max() < 1e-5 and flat[:, 0].allclose(torch.tensor(3.0 * study.MELS ** 0.5))
+
+
+def test_fit_learns_a_tiny_set_and_predict_proba_gives_probabilities():
+    torch.manual_seed(0)
+    x, y = torch.randn(40, study.MELS, study.FRAMES), torch.arange(40) % 10
+    x[torch.arange(40), y] += 3  # digit d: band d is loud
+    recipe = study.Recipe("test", "logmel", study.build_net_logmel_gap, epochs=8, lr=1e-2, batch_size=8,
+                          vtlp=0.1, masks=(2, 5), members=2)
+    net = study.fit(recipe, x, y, seed=3)
+    assert isinstance(net, study.Ensemble) and len(net.members) == 2 and not net.training
+    p = study.predict_proba(net, x)
+    assert p.shape == (40, 10) and torch.allclose(p.sum(1), torch.ones(40))
+    assert study.accuracy_of(p.argmax(1), y) > 0.9
+
+
+def test_fit_is_reproducible_from_its_seed():
+    x, y = torch.randn(20, 13, 74), torch.arange(20) % 10
+    recipe = study.Recipe("test", "mfcc", study.build_net_mfcc_gap, epochs=1, lr=1e-3, batch_size=10)
+    first, second = (study.predict_proba(study.fit(recipe, x, y, seed=1), x) for _ in range(2))
+    assert torch.equal(first, second)
+
+
+def test_recording_features_give_every_recipe_its_input_shape():
+    waveforms = [np.zeros(3000, np.float32), 0.1 * np.random.default_rng(0).standard_normal(9000).astype(np.float32)]
+    shapes = {"waveform": (2, 1, study.SIZE), "mfcc": (2, 13, 74), "mfcc_speech": (2, 13, 74),
+              "logmel": (2, study.MELS, study.FRAMES),
+              "logmel_stretched": (2, study.MELS, study.STRETCHED_FRAMES)}
+    for recipe in {**study.RECIPES, **study.SCREENED}.values():
+        x = study.recording_features(recipe, waveforms)
+        assert x.shape == shapes[recipe.features] and x.dtype == torch.float32
+    assert study.RECOGNIZER in study.RECIPES
+
+
 def test_confusion_matrix_counts_pairs():
     counts = study.confusion_matrix(torch.tensor([0, 0, 1, 2]), torch.tensor([0, 1, 1, 2]), classes=3)
     assert counts.tolist() == [[1, 1, 0], [0, 1, 0], [0, 0, 1]]
@@ -134,6 +247,42 @@ def test_results_file_has_the_schema_the_notebook_reads():
         assert counts.shape == (10, 10) and counts.sum() == 3000 and (counts.sum(1) == 300).all()
         correct = counts.diag().sum().item() / 3000  # pooled LOSO accuracy: 500 recordings per speaker
         assert correct == pytest.approx(r["loso_mean"], abs=1e-4), name
+
+
+def test_results_file_holds_every_screened_recipe():
+    screening = json.loads(study.RESULTS_FILE.read_text())["screening"]
+    assert list(screening) == list(study.SCREENED)  # in the order they were tried
+    for name, entry in screening.items():
+        assert entry["about"] == study.SCREENED[name].about and set(entry["loso"]) <= set(SPEAKERS)
+
+
+def test_results_file_holds_the_pocketsphinx_baseline():
+    baseline = json.loads(study.RESULTS_FILE.read_text())["baselines"]["pocketsphinx"]
+    assert list(baseline["loso"]) == SPEAKERS and len(baseline["random"]) == 1
+    assert baseline["loso_mean"] == pytest.approx(sum(baseline["loso"].values()) / 6, abs=1e-4)
+    assert baseline["loso_worst"] == min(baseline["loso"].values())
+    assert "pocketsphinx" in baseline["config"] and 0 <= baseline["official"] <= 1
+    correct = torch.tensor(baseline["confusion"]).diag().sum().item() / 3000  # no training: every recording once
+    assert correct == pytest.approx(baseline["loso_mean"], abs=1e-4)
+
+
+def test_tables_show_the_baseline_beside_the_recipes():
+    loso = dict(zip(SPEAKERS, [0.8, 0.9, 0.7, 0.6, 1.0, 0.9]))
+    results = {"recipes": {"a": {"loso": loso, "loso_mean": 0.8167, "official": 0.99, "random": [0.98, 0.99, 1.0]}},
+               "baselines": {"pocketsphinx": {"loso": loso, "loso_mean": 0.8167, "official": 0.8, "random": [0.79]}}}
+    summary, per_speaker = study.speaker_independent_tables(results)
+    assert [row["recipe"] for row in summary] == ["a", "pocketsphinx"]
+    assert summary[0]["random 2/3 split (3 seeds)"] == "0.990 ± 0.008"
+    assert summary[1]["random 2/3 split (3 seeds)"] == "0.790" and summary[1]["worst speaker"] == 0.6
+    assert per_speaker[3] == {"held-out speaker": "nicolas", "a": 0.6, "pocketsphinx": 0.6}
+
+
+def test_sphinx_hears_digits_in_real_recordings(recordings):
+    pytest.importorskip("pocketsphinx", reason="the baseline's optional dependency (requirements-study.txt)")
+    decoder = study.sphinx_decoder()
+    for name, digit in [("0_george_0.wav", 0), ("1_george_0.wav", 1), ("7_george_0.wav", 7)]:
+        assert study.sphinx_digit(decoder, helpers.read_wav(recordings / name)) == digit
+    assert study.sphinx_digit(decoder, np.zeros(4000, np.float32)) in [-1, *range(10)]  # silence: no crash
 
 
 def test_update_results_merges_each_recipe_into_the_file(tmp_path, monkeypatch):

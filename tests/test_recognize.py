@@ -1,0 +1,242 @@
+"""tools/recognize.py (issue 12) on a few real recordings, with a tiny network instead of the real one.
+
+A one-epoch recipe with a 200-parameter network (and a 20-recording stand-in for FSDD) keeps
+training to well under a second; the real recipe's architecture is only built, never trained.
+"""
+from __future__ import annotations
+
+import dataclasses
+import importlib.util
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from scipy.io import wavfile
+from torch import nn
+
+import helpers
+import study
+from conftest import ROOT
+
+spec = importlib.util.spec_from_file_location("recognize", ROOT / "tools" / "recognize.py")
+recognize = importlib.util.module_from_spec(spec)
+spec.loader.exec_module(recognize)
+
+TOP = f"free-spoken-digit-dataset-{helpers.FSDD_VERSION}"
+
+
+def build_tiny_net() -> nn.Sequential:
+    """A network for 13 MFCCs x frames small enough to train in milliseconds."""
+    return nn.Sequential(nn.Conv1d(13, 8, 3), nn.ReLU(), nn.AdaptiveAvgPool1d(1), nn.Flatten(), nn.Linear(8, 10))
+
+
+@pytest.fixture
+def fit_calls(monkeypatch) -> list[str]:
+    """study.RECOGNIZER is a one-epoch tiny recipe; the list records each study.fit call's recipe."""
+    tiny = study.Recipe("tiny test network", "mfcc", build_tiny_net, epochs=1, lr=1e-2, cmvn=True)
+    monkeypatch.setitem(study.RECIPES, "tiny", tiny)
+    monkeypatch.setattr(study, "RECOGNIZER", "tiny")
+    calls, fit = [], study.fit
+
+    def counted_fit(recipe, x, y, **options):
+        calls.append(recipe.about)
+        return fit(recipe, x, y, **options)
+
+    monkeypatch.setattr(study, "fit", counted_fit)
+    return calls
+
+
+@pytest.fixture
+def data_dir(tmp_path, recordings, monkeypatch) -> Path:
+    """A complete FSDD download of 20 real recordings (2 per digit), as download_fsdd leaves it."""
+    folder = tmp_path / "data" / TOP / "recordings"
+    folder.mkdir(parents=True)
+    for digit in range(10):
+        for name in (f"{digit}_jackson_0.wav", f"{digit}_theo_0.wav"):
+            shutil.copy(recordings / name, folder / name)
+    (folder / ".complete").write_text("test\n")
+    monkeypatch.setattr(helpers, "FSDD_NUM_FILES", 20)
+    return tmp_path / "data"
+
+
+@pytest.fixture
+def user_folder(tmp_path, recordings) -> Path:
+    """Three recordings as a user might have them: other names, one as 16 kHz stereo float."""
+    folder = tmp_path / "mine"
+    folder.mkdir()
+    shutil.copy(recordings / "3_nicolas_7.wav", folder / "a.wav")
+    shutil.copy(recordings / "8_yweweler_2.wav", folder / "B.WAV")
+    mono = helpers.read_wav(recordings / "5_lucas_9.wav")
+    stereo = np.stack([np.repeat(mono, 2)] * 2, axis=1).astype(np.float32)
+    wavfile.write(folder / "c.wav", 16000, stereo)
+    (folder / "notes.txt").write_text("not audio")
+    return folder
+
+
+def run(capsys, *args: str | Path) -> tuple[int, list[str], str]:
+    """recognize.main in this process: (exit status, stdout lines, stderr)."""
+    status = recognize.main([str(a) for a in args])
+    out, err = capsys.readouterr()
+    return status, out.splitlines(), err
+
+
+def assert_classified(lines: list[str], files: list[Path]) -> None:
+    """One line per file, in order: path, a digit 0-9 and a probability in [0, 1]."""
+    assert [line.split("\t")[0] for line in lines] == [str(f) for f in files]
+    for line in lines:
+        _, digit, probability = line.split("\t")
+        assert digit in list("0123456789") and 0 <= float(probability) <= 1
+
+
+def test_first_run_trains_and_saves_then_reruns_load(tmp_path, capsys, fit_calls, data_dir, user_folder):
+    models = tmp_path / "models"
+    status, lines, err = run(capsys, user_folder, "--data", data_dir, "--models", models)
+    assert status == 0 and fit_calls == ["tiny test network"]
+    assert "Training the recognizer (tiny) on 20 FSDD recordings" in err and "Saved the recognizer" in err
+    assert sorted(p.name for p in models.iterdir()) == ["recognizer.pt"]  # no temp file left
+    assert_classified(lines, [user_folder / "B.WAV", user_folder / "a.wav", user_folder / "c.wav"])
+
+    status, again, err = run(capsys, user_folder, "--data", data_dir, "--models", models)
+    assert status == 0 and fit_calls == ["tiny test network"] and err == ""  # loaded, not trained
+    assert again == lines
+
+
+def test_ensemble_recipe_saves_and_loads(tmp_path, capsys, fit_calls, data_dir, user_folder, monkeypatch):
+    monkeypatch.setitem(study.RECIPES, "tiny", dataclasses.replace(study.RECIPES["tiny"], members=2))
+    models = tmp_path / "models"
+    first = run(capsys, user_folder, "--data", data_dir, "--models", models)
+    second = run(capsys, user_folder, "--data", data_dir, "--models", models)
+    assert first[0] == second[0] == 0 and len(fit_calls) == 1 and second[2] == ""
+    assert first[1] == second[1] and len(first[1]) == 3
+    assert any(key.startswith("members.1.") for key in torch.load(models / "recognizer.pt")["state_dict"])
+
+
+def test_files_and_folders_mixed_in_order(tmp_path, capsys, fit_calls, data_dir, user_folder):
+    files = [user_folder / "c.wav", user_folder / "notes.txt"]
+    status, lines, err = run(capsys, *files, user_folder, "--data", data_dir, "--models", tmp_path / "m")
+    assert status == 1 and "notes.txt is not a readable wav file" in err  # given by name: tried and reported
+    assert_classified(lines, [files[0], user_folder / "B.WAV", user_folder / "a.wav", user_folder / "c.wav"])
+
+
+@pytest.mark.parametrize("damage", ["random bytes", "empty", "cut in half"])
+def test_corrupt_model_file_is_retrained(tmp_path, capsys, fit_calls, data_dir, user_folder, damage):
+    models = tmp_path / "models"
+    run(capsys, user_folder, "--data", data_dir, "--models", models)
+    model = models / "recognizer.pt"
+    model.write_bytes({"random bytes": np.random.default_rng(0).bytes(3000), "empty": b"",
+                       "cut in half": model.read_bytes()[: model.stat().st_size // 2]}[damage])
+    status, lines, err = run(capsys, user_folder, "--data", data_dir, "--models", models)
+    assert status == 0 and len(fit_calls) == 2 and len(lines) == 3
+    assert f"{model} is unreadable" in err and "training a new one" in err
+    assert run(capsys, user_folder, "--data", data_dir, "--models", models)[2] == ""  # the new one loads
+
+
+@pytest.mark.parametrize("key, value", [("fingerprint", "0" * 64), ("format", 0), ("recipe", "waveform")])
+def test_outdated_model_file_is_retrained(tmp_path, capsys, fit_calls, data_dir, user_folder, key, value):
+    models = tmp_path / "models"
+    header = {**recognize.model_header("tiny"), key: value}
+    recognize.save_model(build_tiny_net(), header, models / "recognizer.pt")
+    status, lines, err = run(capsys, user_folder, "--data", data_dir, "--models", models)
+    assert status == 0 and len(fit_calls) == 1 and len(lines) == 3
+    assert f"is outdated (trained with another {key} than recipe 'tiny'); training a new one" in err
+
+
+def test_weights_of_another_shape_are_retrained(tmp_path, capsys, fit_calls, data_dir, user_folder):
+    models = tmp_path / "models"
+    recognize.save_model(nn.Linear(3, 3), recognize.model_header("tiny"), models / "recognizer.pt")
+    status, _, err = run(capsys, user_folder, "--data", data_dir, "--models", models)
+    assert status == 0 and len(fit_calls) == 1 and "is unreadable (RuntimeError" in err
+
+
+def test_fingerprint_follows_the_recipe_definition(fit_calls):
+    tiny = study.RECIPES["tiny"]
+    fingerprints = {recognize.recipe_fingerprint(r) for r in [
+        tiny, study.Recipe("tiny test network", "mfcc", build_tiny_net, epochs=1, lr=1e-2, cmvn=True)]}
+    assert len(fingerprints) == 1  # equal definitions, equal fingerprints
+    for changed in [dict(epochs=2), dict(lr=1e-3), dict(masks=(2, 9)), dict(build=study.build_net_mfcc_gap)]:
+        assert recognize.recipe_fingerprint(dataclasses.replace(tiny, **changed)) not in fingerprints, changed
+
+
+def test_retrain_forces_training(tmp_path, capsys, fit_calls, data_dir, user_folder):
+    models = tmp_path / "models"
+    run(capsys, user_folder, "--data", data_dir, "--models", models)
+    status, lines, err = run(capsys, "--retrain", user_folder, "--data", data_dir, "--models", models)
+    assert status == 0 and len(fit_calls) == 2 and "Training the recognizer" in err and len(lines) == 3
+
+
+def test_failed_save_keeps_the_old_model(tmp_path, capsys, fit_calls, data_dir, user_folder, monkeypatch):
+    models = tmp_path / "models"
+    run(capsys, user_folder, "--data", data_dir, "--models", models)
+    before = (models / "recognizer.pt").read_bytes()
+
+    def full_disk(*args, **kwargs):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(torch, "save", full_disk)
+    status, lines, err = run(capsys, "--retrain", user_folder, "--data", data_dir, "--models", models)
+    assert status == 0 and len(lines) == 3 and "No space left on device); it serves this run only" in err
+    assert (models / "recognizer.pt").read_bytes() == before and os.listdir(models) == ["recognizer.pt"]
+
+
+@pytest.mark.parametrize("case", ["missing file", "missing folder", "folder without wavs"])
+def test_path_that_stands_for_no_wav_exits_2_before_training(tmp_path, capsys, fit_calls, data_dir,
+                                                              user_folder, case):
+    empty = tmp_path / "empty"
+    (empty / "sub").mkdir(parents=True)
+    (empty / "sub" / "0_a_0.wav").write_bytes(b"")  # subfolders are not searched
+    (empty / "README.txt").write_text("x")
+    path, message = {"missing file": (tmp_path / "gone.wav", "gone.wav does not exist"),
+                     "missing folder": (tmp_path / "gone", "gone does not exist"),
+                     "folder without wavs": (empty, "empty holds no .wav files (subfolders are not searched)")}[case]
+    status, lines, err = run(capsys, user_folder, path, "--data", data_dir, "--models", tmp_path / "m")
+    assert status == 2 and lines == [] and fit_calls == [] and f"error: {tmp_path}" in err and message in err
+
+
+def test_bad_wav_among_good_ones_is_reported_and_the_rest_classified(tmp_path, capsys, fit_calls, data_dir,
+                                                                     user_folder):
+    (user_folder / "broken.wav").write_bytes((user_folder / "a.wav").read_bytes()[:30])
+    status, lines, err = run(capsys, user_folder, "--data", data_dir, "--models", tmp_path / "m")
+    assert status == 1
+    assert f"error: {user_folder / 'broken.wav'} is truncated" in err
+    assert_classified(lines, [user_folder / "B.WAV", user_folder / "a.wav", user_folder / "c.wav"])
+
+
+def test_no_training_data_exits_2_with_the_fix(tmp_path, capsys, fit_calls, user_folder, monkeypatch):
+    monkeypatch.setenv("FSDD_SOURCE", str(tmp_path / "nowhere.tar.gz"))
+    status, lines, err = run(capsys, user_folder, "--data", tmp_path / "data", "--models", tmp_path / "m")
+    assert status == 2 and lines == [] and "nowhere.tar.gz does not exist. Set FSDD_SOURCE" in err
+
+
+def test_command_line_with_a_saved_model(tmp_path, user_folder, recordings):
+    """The CLI in its own process, with an (untrained) model of the real recipe saved beforehand."""
+    models = tmp_path / "models"
+    recipe = study.RECIPES[study.RECOGNIZER]
+    recognize.save_model(recognize.build_model(recipe), recognize.model_header(study.RECOGNIZER),
+                         models / "recognizer.pt")
+    command = [sys.executable, str(ROOT / "tools" / "recognize.py"), "--models", str(models),
+               "--data", str(tmp_path / "no-data")]
+    env = {**os.environ, "A3_THREADS": "1"}
+    done = subprocess.run([*command, user_folder, recordings / "0_jackson_0.wav"], capture_output=True,
+                          text=True, env=env, timeout=120)
+    assert done.returncode == 0 and done.stderr == "", done.stderr  # loaded: no training, no download
+    assert_classified(done.stdout.splitlines(), [user_folder / "B.WAV", user_folder / "a.wav",
+                                                 user_folder / "c.wav", recordings / "0_jackson_0.wav"])
+    done = subprocess.run([*command, tmp_path / "gone.wav"], capture_output=True, text=True, env=env, timeout=120)
+    assert done.returncode == 2 and done.stdout == "" and "gone.wav does not exist" in done.stderr
+
+
+def test_fingerprints_are_the_same_in_a_fresh_process():
+    """Else every run would retrain (e.g. a recipe field whose repr holds a memory address)."""
+    script = ("import importlib.util, sys; sys.path.insert(0, sys.argv[1]); import study\n"
+              "spec = importlib.util.spec_from_file_location('recognize', sys.argv[2])\n"
+              "recognize = importlib.util.module_from_spec(spec); spec.loader.exec_module(recognize)\n"
+              "print({name: recognize.recipe_fingerprint(r) for name, r in study.RECIPES.items()})")
+    done = subprocess.run([sys.executable, "-c", script, str(ROOT), str(ROOT / "tools" / "recognize.py")],
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == str({name: recognize.recipe_fingerprint(r) for name, r in study.RECIPES.items()})

@@ -17,7 +17,6 @@ from dataclasses import dataclass, replace
 from functools import partial
 from pathlib import Path
 
-import matplotlib.pyplot as plt
 import numpy as np
 import torch
 from python_speech_features import get_filterbanks, mfcc
@@ -423,19 +422,6 @@ def confusion_matrix(y_true: torch.Tensor, y_pred: torch.Tensor, classes: int = 
     return torch.bincount(y_true * classes + y_pred, minlength=classes * classes).view(classes, classes)
 
 
-def plot_confusion_matrix(counts, title: str) -> None:
-    """Heat map of a confusion matrix with its counts written in the cells."""
-    counts = np.asarray(counts)
-    plt.figure(figsize=(6, 5))
-    plt.imshow(counts, cmap="Blues")
-    for (i, j), n in np.ndenumerate(counts):
-        plt.text(j, i, n, ha="center", va="center", fontsize=7, color="white" if n > counts.max() / 2 else "black")
-    plt.xticks(range(len(counts)))
-    plt.yticks(range(len(counts)))
-    plt.xlabel("predicted digit")
-    plt.ylabel("spoken digit")
-    plt.title(title)
-    plt.colorbar(label="recordings")
 
 
 def accuracy_of(y_pred: torch.Tensor, y_true: torch.Tensor) -> float:
@@ -636,11 +622,3 @@ def speaker_independent_tables(results: dict) -> tuple[list[dict], list[dict]]:
     speakers = next(iter(models.values()))["loso"]
     per_speaker = [{"held-out speaker": s, **{name: r["loso"][s] for name, r in models.items()}} for s in speakers]
     return summary, per_speaker
-
-
-def top_confusions(counts, k: int = 3) -> list[tuple[int, int, int]]:
-    """The k most frequent errors of a confusion matrix as (spoken digit, predicted digit, count)."""
-    counts = torch.as_tensor(counts).clone()
-    counts.fill_diagonal_(0)
-    values, flat = counts.flatten().topk(k)
-    return [(i // len(counts), i % len(counts), n) for i, n in zip(flat.tolist(), values.tolist())]

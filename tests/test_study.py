@@ -231,9 +231,6 @@ def test_confusion_matrix_counts_pairs():
     assert counts.tolist() == [[1, 1, 0], [0, 1, 0], [0, 0, 1]]
 
 
-def test_top_confusions_skips_the_diagonal():
-    counts = [[50, 1, 0], [3, 40, 2], [0, 0, 60]]
-    assert study.top_confusions(counts, 2) == [(1, 0, 3), (1, 2, 2)]
 
 
 def test_results_file_has_the_schema_the_notebook_reads():

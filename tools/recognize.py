@@ -1,4 +1,4 @@
-"""Say which digit (0-9) is spoken in wav files: the study's best unseen-speaker model (issue 12).
+"""Say which digit (0-9) is spoken in wav files: the study's best unseen-speaker model.
 
     python tools/recognize.py my_seven.wav other/recordings/      # files and folders, any mix
     python tools/recognize.py --retrain my_seven.wav              # train the model afresh first

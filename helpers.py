@@ -342,7 +342,7 @@ def _fetch(source: str, tmp: Path) -> Path:
             raise FSDDError(f"FSDD archive {path} {what}. Set FSDD_SOURCE to the path or URL "
                             f"of free-spoken-digit-dataset-{FSDD_VERSION}.tar.gz.")
         return path
-    from tqdm.auto import tqdm
+    from tqdm import tqdm
 
     target = tmp / "fsdd.tar.gz"
     try:

@@ -23,7 +23,7 @@ from python_speech_features import get_filterbanks, mfcc
 from python_speech_features.base import hz2mel, mel2hz
 from scipy.signal import resample_poly
 from torch import nn
-from tqdm.auto import tqdm
+from tqdm import tqdm
 
 import helpers
 

@@ -19,11 +19,14 @@ import nbformat
 ROOT = Path(__file__).resolve().parents[1]
 
 
+def stamp(cell, event: str) -> datetime:
+    """When `event` ('iopub.execute_input' or 'shell.execute_reply') happened for a code cell."""
+    return datetime.fromisoformat(cell.metadata["execution"][event].rstrip("Z"))
+
+
 def cell_seconds(cell) -> float:
     """Seconds from a code cell's start to its reply."""
-    times = cell.metadata["execution"]
-    start, end = times["iopub.execute_input"], times["shell.execute_reply"]
-    return (datetime.fromisoformat(end.rstrip("Z")) - datetime.fromisoformat(start.rstrip("Z"))).total_seconds()
+    return (stamp(cell, "shell.execute_reply") - stamp(cell, "iopub.execute_input")).total_seconds()
 
 
 def report(notebook: Path, top: int = 8) -> None:
@@ -32,9 +35,8 @@ def report(notebook: Path, top: int = 8) -> None:
              if c.cell_type == "code" and "execution" in c.metadata]
     if not cells:
         sys.exit(f"{notebook} holds no execution timings: run ./export_pdf.sh (or pass --run) first")
-    first = datetime.fromisoformat(cells[0].metadata["execution"]["iopub.execute_input"].rstrip("Z"))
-    last = datetime.fromisoformat(cells[-1].metadata["execution"]["shell.execute_reply"].rstrip("Z"))
-    print(f"{notebook.name}: {(last - first).total_seconds():.1f} s of kernel time, {len(cells)} code cells")
+    seconds = (stamp(cells[-1], "shell.execute_reply") - stamp(cells[0], "iopub.execute_input")).total_seconds()
+    print(f"{notebook.name}: {seconds:.1f} s of kernel time, {len(cells)} code cells")
     for cell in sorted(cells, key=cell_seconds, reverse=True)[:top]:
         print(f"{cell_seconds(cell):7.1f} s  {cell.source.splitlines()[-1][:90]}")
 

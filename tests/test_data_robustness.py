@@ -162,7 +162,7 @@ def test_read_wav_int16_matches_fsdd_scaling(tmp_path):
     data = _int16_tone()
     out = helpers.read_wav(_write_wav(tmp_path / "0_t_0.wav", data))
     assert out.dtype == np.float32 and out.shape == data.shape
-    np.testing.assert_array_equal(out, data.astype(np.float32) / 32768)
+    np.testing.assert_array_equal(out, data.astype(np.float32) / 32768)  # exact: division by a power of two
 
 
 @pytest.mark.parametrize("dtype, encode, tolerance", [
@@ -615,5 +615,6 @@ def test_training_reruns_give_identical_metrics(tmp_path, recordings):
     first = run(0)
     second = run(0, 1)
     assert len(first) == 2 and first[0].startswith("seed 0 epoch 0 loss ")
+    # exact: both processes run here, on the same CPU with 1 thread and deterministic algorithms
     assert second[:2] == first  # a fresh process reproduces every digit
     assert [line.split(" ", 2)[2] for line in second[2:]] != [line.split(" ", 2)[2] for line in first]

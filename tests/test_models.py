@@ -63,6 +63,7 @@ def test_shape_trace_leaves_batch_norm_statistics_alone():
     net = nb.build_net_batchnorm()
     helpers.shape_trace(net, (1, 6000))
     assert net.training
+    # exact: untouched statistics keep their initial zeros and ones
     assert torch.equal(net[1].running_mean, torch.zeros(4)) and torch.equal(net[1].running_var, torch.ones(4))
 
 
@@ -79,7 +80,7 @@ def test_dropout_net_has_base_parameters_and_drops_only_in_training():
     assert sum(isinstance(layer, nn.Dropout) for layer in net) == 2
     x = torch.randn(4, 1, 6000)
     net.eval()
-    assert torch.equal(net(x), net(x))
+    assert torch.equal(net(x), net(x))  # exact: the same input twice in one process
     net.train()
     assert not torch.equal(net(x), net(x))
 
@@ -105,7 +106,7 @@ def test_residual_without_shortcut_conv_adds_its_input():
     x = torch.randn(2, 8, 100)
     assert block(x).shape == x.shape
     nn.init.zeros_(block.bn2.weight)  # the convolution branch now outputs bn2's bias: zero
-    assert torch.equal(block(x), torch.relu(x))
+    assert torch.equal(block(x), torch.relu(x))  # exact on any CPU: 0 * finite + 0 = 0, then x + 0 = x
 
 
 def test_resnet_shapes_and_parameter_count():

@@ -11,8 +11,6 @@ ensure_system_packages pandoc texlive-xetex texlive-fonts-recommended texlive-pl
 ensure_venv
 .venv/bin/python -c "import helpers; helpers.download_fsdd()"
 
-# Threads that wait passively cost little when another process holds a core (see helpers.set_threads).
-export OMP_WAIT_POLICY=${OMP_WAIT_POLICY:-PASSIVE}
 nbconvert=(.venv/bin/jupyter nbconvert --config scripts/nbconvert_config.py)
 if [ "${A3_FAST:-0}" = "1" ]; then
   mkdir -p build

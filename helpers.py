@@ -21,13 +21,14 @@ import urllib.request
 import warnings
 import zlib
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import matplotlib.pyplot as plt
 import numpy as np
 import torch
 from d2l import torch as d2l
+from IPython import display
 from scipy.io import wavfile
 from scipy.signal import resample_poly
 from torch import nn
@@ -45,8 +46,7 @@ def set_threads(count: int | None = None) -> int:
     """Fix torch's CPU threads (A3_THREADS, else 1 in fast mode, else up to 2) and return the count.
 
     A fixed count keeps reruns identical. More threads than idle cores is costly: with one of two
-    cores busy, 2 threads trained 10x slower than 1 (export_pdf.sh sets OMP_WAIT_POLICY=PASSIVE,
-    which limits that loss to about 1.4x).
+    cores busy, a training step took 1.3x as long with 2 threads as with 1 (benchmarks/README.md).
     """
     default = 1 if FAST else min(2, len(os.sched_getaffinity(0)))
     count = count or int(os.environ.get("A3_THREADS", default))
@@ -589,14 +589,20 @@ class BatchLoader:
 
 @dataclass
 class TrainResult:
-    """Final metrics of a training run, its (peak) learning rate, and the per-epoch
-    (train loss, train acc, test acc)."""
+    """Final metrics of a training run, its (peak) learning rate and schedule, the per-epoch
+    (train loss, train acc, test acc), and where its seconds went (see train)."""
     train_loss: float
     train_acc: float
     test_acc: float
     seconds: float
     lr: float
     history: list[tuple[float, float, float]]
+    schedule: str | None = None
+    timing: dict[str, float] = field(default_factory=dict)
+
+    def test_acc_after(self, epochs: int) -> float:
+        """Test accuracy after the first `epochs` epochs of this run."""
+        return self.history[epochs - 1][2]
 
 
 def native_bf16(device: torch.device) -> bool:
@@ -636,14 +642,45 @@ def channels_last(net: nn.Module) -> nn.Module:
     oneDNN then runs each convolution channels-last and hands the next layer channels-last
     activations, for which PyTorch's average pooling is up to 10x faster. Flatten gets a backward
     hook that returns its gradient in that layout too (a pooling backward with mixed layouts is
-    4-8x slower). On a CPU the 3.6 network trains ~1.5x faster. (Batch norm has no fast CPU
-    kernel for that layout, so train() leaves networks with batch norm as they are.)
+    4-8x slower). (Batch norm has no fast CPU kernel for that layout, so train() leaves networks
+    with batch norm as they are.)
     """
     for layer in net.modules():
         if isinstance(layer, nn.Conv1d):
             layer.weight.data = channels_last_copy(layer.weight.data)  # (out, in, kernel)
         if isinstance(layer, nn.Flatten) and not hasattr(layer, "channels_last_hook"):
             layer.channels_last_hook = layer.register_full_backward_hook(_channels_last_grad)
+    return net
+
+
+class _PairMean(torch.autograd.Function):
+    """AvgPool1d(kernel_size=2, stride=2) as the mean of the even and odd samples: the same values and
+    gradients, in one pass over memory that keeps the input's layout (PyTorch's CPU pooling is slow on
+    channels-last activations, 2x slower in its backward in bfloat16)."""
+
+    @staticmethod
+    def forward(ctx, x: torch.Tensor) -> torch.Tensor:  # x (N, C, L) -> (N, C, L // 2)
+        ctx.shape, ctx.channels_last = x.shape, x.stride(1) == 1 and x.shape[1] > 1
+        pairs = 2 * (x.shape[-1] // 2)
+        return (x[..., 0:pairs:2] + x[..., 1:pairs:2]) * 0.5
+
+    @staticmethod
+    def backward(ctx, grad: torch.Tensor) -> torch.Tensor:
+        n, c, length = ctx.shape
+        half, pairs = grad * 0.5, 2 * grad.shape[-1]
+        grad_x = half.new_empty(n, length, c).transpose(1, 2) if ctx.channels_last else half.new_empty(n, c, length)
+        grad_x[..., 0:pairs:2] = half
+        grad_x[..., 1:pairs:2] = half
+        grad_x[..., pairs:] = 0  # an odd last sample is in no pair
+        return grad_x
+
+
+def fast_pooling(net: nn.Module) -> nn.Module:
+    """Run every AvgPool1d(kernel_size=2, stride=2) of `net` as _PairMean (in place; the same outputs)."""
+    for layer in net.modules():
+        if (type(layer) is nn.AvgPool1d and layer.kernel_size == (2,) and layer.stride == (2,)
+                and layer.padding == (0,) and not layer.ceil_mode):
+            layer.forward = _PairMean.apply
     return net
 
 
@@ -666,25 +703,59 @@ def predict(net: nn.Module, x: torch.Tensor, batch_size: int = 256) -> torch.Ten
         return torch.cat([net(X.to(device)).argmax(1).cpu() for X in x.split(batch_size)])
 
 
+class LiveAnimator(d2l.Animator):
+    """d2l's Animator (the live plot of d2l's train) that redraws at most every `interval` seconds
+    (a redraw costs ~0.05 s); draw() redraws now."""
+
+    def __init__(self, *args, interval: float = 2.0, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.interval, self.drawn = interval, time.perf_counter()
+
+    def add(self, x: float, y: tuple) -> None:
+        """Add the point (x, y[i]) to line i (None: no point), and redraw if the last redraw is old enough."""
+        self.X = self.X or [[] for _ in y]
+        self.Y = self.Y or [[] for _ in y]
+        for xs, ys, value in zip(self.X, self.Y, y):
+            if value is not None:
+                xs.append(x)
+                ys.append(value)
+        if time.perf_counter() - self.drawn >= self.interval:
+            self.draw()
+
+    def draw(self) -> None:
+        """Redraw the figure in the notebook's output."""
+        self.axes[0].cla()
+        for x, y, fmt in zip(self.X, self.Y, self.fmts):
+            self.axes[0].plot(x, y, fmt)
+        self.config_axes()
+        display.display(self.fig)
+        display.clear_output(wait=True)
+        self.drawn = time.perf_counter()
+
+
 def train(net: nn.Module, train_iter, test_iter, num_epochs: int, lr: float,
           device: torch.device = d2l.try_gpu(), *, optimizer: str = "sgd", schedule: str | None = None,
           weight_decay: float = 0.0, bf16: bool | None = None, animate: bool = True,
           title: str | None = None) -> TrainResult:
     """Train a model with a GPU (the assignment's d2l train function, with its live plot).
 
-    The plot is redrawn once per epoch (redrawing costs ~0.08 s). Keyword-only options:
-    `optimizer` 'sgd' (the assignment's) or 'adamw'; `schedule` None (constant lr) or 'onecycle'
-    (warm up to `lr`, then anneal to zero); `bf16` mixed precision (None: where the hardware has
-    it, see mixed_precision); `animate=False` skips the plot and the prints; `title` names the
-    plot. For speed it uses the fused optimizer kernels and, on a CPU, channels_last(net).
-    Returns the final metrics and the per-epoch history.
+    Keyword-only options: `optimizer` 'sgd' (the assignment's) or 'adamw'; `schedule` None
+    (constant lr) or 'onecycle' (warm up to `lr`, then anneal to zero); `bf16` mixed precision
+    (None: where the hardware has it, see mixed_precision); `animate=False` skips the plot and the
+    prints; `title` names the plot. The same updates as d2l's loop, computed faster: fused
+    optimizer kernels, on a CPU fast_pooling(net) and channels_last(net) (for nets without batch norm),
+    and the plot redrawn at most every 2 seconds.
+    Returns the final metrics, the per-epoch history and the seconds spent on the data, the
+    training steps, the evaluation and the plot.
     """
     start = time.perf_counter()
     if animate:
         print('training on', device)
     net.to(device)
-    if device.type == "cpu" and not has_batch_norm(net):
-        channels_last(net)
+    if device.type == "cpu":
+        fast_pooling(net)
+        if not has_batch_norm(net):
+            channels_last(net)
     fused = device.type in ("cpu", "cuda")  # one kernel for all parameters instead of ~10 per tensor
     if optimizer == "sgd":
         optimizer = torch.optim.SGD(net.parameters(), lr=lr, weight_decay=weight_decay, fused=fused)
@@ -698,18 +769,24 @@ def train(net: nn.Module, train_iter, test_iter, num_epochs: int, lr: float,
     loss = nn.CrossEntropyLoss()
     animator = None
     if animate:
-        animator = d2l.Animator(xlabel='epoch', ylabel='loss / accuracy', xlim=[1, num_epochs],
+        animator = LiveAnimator(xlabel='epoch', ylabel='loss / accuracy', xlim=[1, num_epochs],
                                 legend=['train loss', 'train acc', 'test acc'])
         animator.fig.suptitle(title or type(net).__name__)
-    timer, history = d2l.Timer(), []
+    history, timing = [], dict.fromkeys(["data", "steps", "evaluation", "plot"], 0.0)
     for epoch in range(num_epochs):
         # Sum of training loss, sum of training accuracy, no. of examples
         metric = d2l.Accumulator(3)
         net.train()
-        for X, y in train_iter:
-            timer.start()
+        batches = iter(train_iter)
+        while True:
+            tick = time.perf_counter()
+            batch = next(batches, None)
+            timing["data"] += time.perf_counter() - tick
+            if batch is None:
+                break
+            tick = time.perf_counter()
+            X, y = batch[0].to(device), batch[1].to(device, torch.long)
             optimizer.zero_grad()
-            X, y = X.to(device), y.to(device, torch.long)
             with mixed_precision(device, bf16):
                 y_hat = net(X)
                 l = loss(y_hat, y)
@@ -719,32 +796,58 @@ def train(net: nn.Module, train_iter, test_iter, num_epochs: int, lr: float,
                 scheduler.step()
             with torch.no_grad():
                 metric.add(l * X.shape[0], d2l.accuracy(y_hat, y), X.shape[0])
-            timer.stop()
+            timing["steps"] += time.perf_counter() - tick
         train_l = metric[0] / metric[2]
         train_acc = metric[1] / metric[2]
+        tick = time.perf_counter()
         test_acc = evaluate_accuracy(net, test_iter, device, bf16)
+        timing["evaluation"] += time.perf_counter() - tick
         history.append((train_l, train_acc, test_acc))
         if animator:
+            tick = time.perf_counter()
             animator.add(epoch + 1, (train_l, train_acc, test_acc))
+            if epoch == num_epochs - 1:
+                animator.draw()
+            timing["plot"] += time.perf_counter() - tick
     if animate:
         print(f'loss {train_l:.3f}, train acc {train_acc:.3f}, '
               f'test acc {test_acc:.3f}')
-        print(f'{metric[2] * num_epochs / timer.sum():.1f} examples/sec '
+        print(f'{metric[2] * num_epochs / timing["steps"]:.1f} examples/sec '
               f'on {str(device)}')
-    return TrainResult(train_l, train_acc, test_acc, time.perf_counter() - start, lr, history)
+    return TrainResult(train_l, train_acc, test_acc, time.perf_counter() - start, lr, history, schedule, timing)
 
 
-def converged(result: TrainResult, chance: float = 0.1) -> str:
-    """Verdict on a run: 'yes' if it learned and its test accuracy changed by less than 2 points
-    over the last quarter of the epochs (at least the last two), else 'no' and why."""
-    test_accs = [test_acc for _, _, test_acc in result.history]
+def _window_change(values: list[float], window: int) -> float:
+    """Mean of the last `window` values minus the mean of the `window` before them."""
+    return sum(values[-window:]) / window - sum(values[-2 * window:-window]) / window
+
+
+def converged(result: TrainResult, longer: TrainResult | None = None, chance: float = 0.1) -> str:
+    """Verdict on a run: 'yes', or 'no (why)' with the change that decided it.
+
+    A run at a constant learning rate has converged if it learned (train acc at least twice chance) and,
+    from the quarter of its epochs before the last to the last quarter (means over each, at least two
+    epochs), its training loss fell by less than 0.02 and its test accuracy moved by less than 2 points.
+    A scheduled run (its learning rate annealed to zero) flattens whatever the network does, so it is
+    judged by `longer`, the same recipe run twice as long: converged if that gains less than 2 points
+    of test accuracy (verdicts 'yes (2x +0.01)', 'no (2x +0.05)').
+    """
     if result.train_acc < 2 * chance:
-        return "no (stuck near chance)"
-    if len(test_accs) < 2:
-        return "no (too few epochs to tell)"
-    change = test_accs[-1] - test_accs[-max(2, len(test_accs) // 4)]
-    if abs(change) >= 0.02:
-        return f"no (test acc {change:+.2f} in the last quarter)"
+        return "no (chance)"
+    if result.schedule is not None:
+        if longer is None or len(longer.history) < 2 * len(result.history):
+            raise ValueError("a scheduled run is judged by the same recipe run at least twice as long: pass `longer`")
+        gain = longer.test_acc - result.test_acc
+        return f"{'yes' if gain < 0.02 else 'no'} (2x {gain:+.2f})"
+    window = max(2, len(result.history) // 4)
+    if len(result.history) < 2 * window:
+        return "no (too few epochs)"
+    losses, test_accs = zip(*[(loss, test_acc) for loss, _, test_acc in result.history])
+    loss_change, test_change = _window_change(losses, window), _window_change(test_accs, window)
+    if loss_change <= -0.02:
+        return f"no (loss {loss_change:+.2f})"
+    if abs(test_change) >= 0.02:
+        return f"no (test {test_change:+.2f})"
     return "yes"
 
 

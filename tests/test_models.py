@@ -245,6 +245,52 @@ def test_channels_last_keeps_the_gradients_and_hooks_flatten_once():
     assert grad_input.stride() == (32 * 371, 1, 32)  # handed on channels-last
 
 
+@pytest.mark.parametrize("length", [10, 11])
+@pytest.mark.parametrize("layout", ["contiguous", "channels-last"])
+def test_fast_pooling_gives_avgpool_outputs_and_gradients(length, layout):
+    torch.manual_seed(0)
+    x = torch.randn(3, 4, length)
+    x = (helpers.channels_last_copy(x) if layout == "channels-last" else x).requires_grad_()
+    plain, fast = nn.AvgPool1d(2, 2), helpers.fast_pooling(nn.Sequential(nn.AvgPool1d(2, 2)))
+    grad = torch.randn(3, 4, length // 2)
+    # exact: (a + b) * 0.5 and the pooling's mean round alike, and both hand back grad / 2
+    assert torch.equal(fast(x), plain(x)) and fast(x).stride() == plain(x).stride()
+    mine, = torch.autograd.grad(fast(x), x, grad)
+    reference, = torch.autograd.grad(plain(x), x, grad)
+    assert torch.equal(mine, reference) and mine.stride() == x.stride()
+
+
+def test_fast_pooling_leaves_other_poolings_alone():
+    net = helpers.fast_pooling(nn.Sequential(nn.AvgPool1d(3, 2), nn.AvgPool1d(2, 2), nn.AvgPool1d(2, 1)))
+    assert ["forward" in vars(layer) for layer in net] == [False, True, False]
+
+
+def test_live_animator_redraws_at_most_every_interval(monkeypatch):
+    shown = []
+    monkeypatch.setattr(helpers.display, "display", lambda fig: shown.append(fig))
+    monkeypatch.setattr(helpers.display, "clear_output", lambda wait: None)
+    animator = helpers.LiveAnimator(legend=["loss", "acc"], interval=3600)
+    for epoch in range(1, 4):
+        animator.add(epoch, (1 / epoch, None if epoch == 2 else 0.5))
+    assert shown == [] and animator.X == [[1, 2, 3], [1, 3]] and animator.Y == [[1, 0.5, 1 / 3], [0.5, 0.5]]
+    animator.draw()
+    assert shown == [animator.fig] and len(animator.axes[0].lines) == 2
+    animator.interval = 0
+    animator.add(4, (0.2, 0.6))
+    assert len(shown) == 2
+
+
+def test_train_records_where_its_time_goes():
+    torch.manual_seed(0)
+    data = torch.utils.data.TensorDataset(torch.randn(64, 1, 20), torch.arange(64) % 10)
+    net = nn.Sequential(nn.Conv1d(1, 2, 5), nn.Flatten(), nn.Linear(32, 10))
+    result = helpers.train(net, helpers.BatchLoader(data, 16, shuffle=True), helpers.BatchLoader(data, 16), 2, 0.1,
+                           device=CPU, animate=False)
+    assert set(result.timing) == {"data", "steps", "evaluation", "plot"} and result.timing["plot"] == 0
+    assert 0 < sum(result.timing.values()) <= result.seconds
+    assert result.test_acc_after(2) == result.test_acc and result.schedule is None
+
+
 def test_mixed_precision_runs_convolutions_in_bfloat16_only_when_enabled():
     conv, x = nn.Conv1d(1, 4, 5), torch.randn(2, 1, 50)
     with helpers.mixed_precision(CPU, enabled=True):
@@ -256,18 +302,33 @@ def test_mixed_precision_runs_convolutions_in_bfloat16_only_when_enabled():
 
 
 def test_converged_verdicts():
-    def result(test_accs, train_acc=0.9):
-        return helpers.TrainResult(0.5, train_acc, test_accs[-1], 1.0, 0.01,
-                                   [(0.5, train_acc, acc) for acc in test_accs])
-    assert helpers.converged(result([0.1] * 8, train_acc=0.1)).startswith("no (stuck")
-    assert helpers.converged(result([0.5])).startswith("no (too few")
-    rising = [0.3, 0.5, 0.6, 0.7, 0.75, 0.8, 0.85, 0.9]
-    assert helpers.converged(result(rising)) == "no (test acc +0.05 in the last quarter)"
-    assert helpers.converged(result(rising[:7] + [0.8])) == "no (test acc -0.05 in the last quarter)"
-    assert helpers.converged(result([0.3, 0.5, 0.6, 0.7, 0.8, 0.84, 0.85, 0.85])) == "yes"
-    assert helpers.converged(result([0.5, 0.8, 0.8])) == "yes"  # at least the last two epochs
-    dip = [0.4, 0.5, 0.4, 0.7, 0.75, 0.8, 0.7, 0.9, 0.76, 0.96, 0.96, 0.96]  # a dip before the plateau
-    assert helpers.converged(result(dip)) == "yes"
+    def result(test_accs, losses=None, train_acc=0.9, schedule=None):
+        losses = losses or [0.5] * len(test_accs)
+        return helpers.TrainResult(losses[-1], train_acc, test_accs[-1], 1.0, 0.01,
+                                   [(loss, train_acc, acc) for loss, acc in zip(losses, test_accs)], schedule)
+    assert helpers.converged(result([0.1] * 8, train_acc=0.1)) == "no (chance)"
+    assert helpers.converged(result([0.5] * 3)) == "no (too few epochs)"
+    rising = [0.3, 0.5, 0.6, 0.7, 0.75, 0.8, 0.85, 0.9]  # windows of 2: 0.875 against 0.775
+    assert helpers.converged(result(rising)) == "no (test +0.10)"
+    assert helpers.converged(result([0.8] * 6 + [0.7, 0.7])) == "no (test -0.10)"
+    assert helpers.converged(result([0.3, 0.5, 0.6, 0.7, 0.83, 0.84, 0.85, 0.84])) == "yes"
+    falling = [2.0, 1.5, 1.2, 1.0, 0.9, 0.8, 0.76, 0.7]  # the loss still falls while the test accuracy is flat
+    assert helpers.converged(result([0.8] * 8, falling)) == "no (loss -0.12)"
+    assert helpers.converged(result([0.8] * 8, [2.0, 1.0, 0.5, 0.1, 0.05, 0.04, 0.035, 0.03])) == "yes"
+    noisy = [0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 0.9, 0.8, 0.88, 0.8, 0.9, 0.87]  # epoch-to-epoch noise, flat means
+    assert helpers.converged(result(noisy)) == "yes"
+
+
+def test_converged_judges_a_scheduled_run_by_a_longer_one():
+    def run(test_accs):
+        return helpers.TrainResult(0.1, 0.9, test_accs[-1], 1.0, 0.01, [(0.1, 0.9, a) for a in test_accs], "onecycle")
+    short = run([0.5, 0.8, 0.85, 0.86])
+    with pytest.raises(ValueError, match="twice as long"):
+        helpers.converged(short)  # its flat end says nothing: the learning rate went to zero
+    with pytest.raises(ValueError, match="twice as long"):
+        helpers.converged(short, longer=run([0.5, 0.8, 0.85, 0.9, 0.9]))
+    assert helpers.converged(short, longer=run([0.5] * 7 + [0.87])) == "yes (2x +0.01)"
+    assert helpers.converged(short, longer=run([0.5] * 7 + [0.91])) == "no (2x +0.05)"
 
 
 def test_markdown_table():

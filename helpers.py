@@ -71,11 +71,12 @@ def show_image(img: torch.Tensor, title: str | None = None, new_figure: bool = T
     ax.set_xticks(np.arange(-.5, img.shape[1], 1), minor=True)
     ax.set_yticks(np.arange(-.5, img.shape[0], 1), minor=True)
     ax.grid(which="minor", color="gray", linestyle="-", linewidth=1.5)
+    ax.tick_params(labelsize=7)
     # hide axis outline
     for spine in ax.spines.values():
         spine.set_visible(False)
     if title is not None:
-        plt.title(title)
+        plt.title(title, fontsize=9)
 
 
 def fill_weights_with_ones(network: nn.Module) -> nn.Module:
@@ -135,18 +136,19 @@ def compute_receptive_field(network: nn.Sequential, input_size=(15, 15),
 def plot_receptive_field(network: nn.Sequential, input_size=(15, 15), binary: bool = True) -> None:
     """Plot the receptive field of one output pixel at the input of every layer."""
     receptive_fields = compute_receptive_field(network, input_size, binary)
-    plt.figure(figsize=(4 * len(receptive_fields), 4))
+    plt.figure(figsize=(1.8 * len(receptive_fields), 1.9))
     for idx, receptive_field in enumerate(receptive_fields):
         plt.subplot(1, len(receptive_fields), idx + 1)
-        rows, cols = receptive_field.shape[2], receptive_field.shape[3]
+        height, width = receptive_field.shape[2], receptive_field.shape[3]
         if idx == len(receptive_fields) - 1:
-            plot_title = "output (%dx%d)" % (rows, cols)
+            plot_title = "output (%dx%d)" % (height, width)
         else:
-            plot_title = "layer %d input (%dx%d)" % (idx, rows, cols)
+            plot_title = "layer %d input (%dx%d)" % (idx, height, width)
         # plot the image with the receptive field (sample 0, channel 0)
         show_image(receptive_field[0, 0], new_figure=False, title=plot_title)
         if not binary:
-            plt.colorbar(fraction=0.047 * rows / cols)
+            plt.colorbar(fraction=0.047 * height / width)
+    plt.tight_layout()
 
 
 def receptive_field_size(network: nn.Sequential, input_size=(15, 15), binary: bool = True) -> torch.Tensor:
@@ -770,7 +772,7 @@ def train(net: nn.Module, train_iter, test_iter, num_epochs: int, lr: float,
     animator = None
     if animate:
         animator = LiveAnimator(xlabel='epoch', ylabel='loss / accuracy', xlim=[1, num_epochs],
-                                legend=['train loss', 'train acc', 'test acc'])
+                                legend=['train loss', 'train acc', 'test acc'], figsize=(3.2, 2))
         animator.fig.suptitle(title or type(net).__name__)
     history, timing = [], dict.fromkeys(["data", "steps", "evaluation", "plot"], 0.0)
     for epoch in range(num_epochs):
@@ -878,11 +880,14 @@ def comparison(a: float, b: float, tolerance: float = 0.005) -> str:
 
 
 def markdown_table(rows: list[dict], digits: int = 3) -> str:
-    """A Markdown table with one row per dict (its keys are the header); floats rounded."""
+    """A Markdown table with one row per dict (its keys are the header); floats rounded. Each column's
+    dashes are as long as its longest cell: pandoc sizes wrapped columns in that proportion."""
     def cell(value) -> str:  # a "|" inside a cell would end it: escape it
         return (f"{value:.{digits}f}" if isinstance(value, float) else str(value)).replace("|", "\\|")
-    lines = ["| " + " | ".join(cell(key) for key in rows[0]) + " |", "|" + " --- |" * len(rows[0])]
-    lines += ["| " + " | ".join(cell(value) for value in row.values()) + " |" for row in rows]
+    table = [[cell(key) for key in rows[0]]] + [[cell(value) for value in row.values()] for row in rows]
+    widths = [max(3, *(len(line[i]) for line in table)) for i in range(len(table[0]))]
+    lines = ["| " + " | ".join(line) + " |" for line in table]
+    lines.insert(1, "| " + " | ".join("-" * width for width in widths) + " |")
     return "\n".join(lines)
 
 

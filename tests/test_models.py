@@ -333,12 +333,15 @@ def test_converged_judges_a_scheduled_run_by_a_longer_one():
 
 def test_markdown_table():
     table = helpers.markdown_table([{"net": "base", "acc": 0.71234}, {"net": "bn", "acc": 0.9}])
-    assert table.splitlines() == ["| net | acc |", "| --- | --- |", "| base | 0.712 |", "| bn | 0.900 |"]
+    assert table.splitlines() == ["| net | acc |", "| ---- | ----- |", "| base | 0.712 |", "| bn | 0.900 |"]
+    # the dashes follow the longest cell of each column: pandoc sizes wrapped columns by them
+    wide = helpers.markdown_table([{"run": "SGD, as given (f)", "converged?": "no (loss -0.05)", "lr": 0.02}])
+    assert wide.splitlines()[1] == "| " + " | ".join(["-" * 17, "-" * 15, "-" * 5]) + " |"
 
 
 def test_markdown_table_escapes_pipes_inside_cells():
     table = helpers.markdown_table([{"mean |x|": "a|b"}])
-    assert table.splitlines() == [r"| mean \|x\| |", "| --- |", r"| a\|b |"]
+    assert table.splitlines() == [r"| mean \|x\| |", "| ---------- |", r"| a\|b |"]
 
 
 def test_comparison_words():

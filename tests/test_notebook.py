@@ -83,7 +83,37 @@ def test_networks_defined_in_the_notebook(executed):
 
 def test_the_assignments_own_run_is_in_the_table(executed):
     _, facts = executed
-    assert facts["runs"][0] == "base, as given (f)" and facts["as_given"][1] == 0.02
+    assert facts["runs"][0] == "SGD, as given (f)" and facts["as_given"][1] == 0.02
     notebook = json.loads((ROOT / "assignment3.ipynb").read_text())
     source = "".join("".join(c["source"]) for c in notebook["cells"])
     assert "helpers.epochs(num_epochs, 2), lr=lr" in source and "lr, num_epochs = 0.02, 75" in source
+
+
+QUESTION = re.compile(r"\*\*\(([a-l])\) ([^*]+)")
+CODE_QUESTION = re.compile(r"(Run|Use|Do the same|Define|Construct|Change|Make|Copy|Load|Update|Complete|Now train|"
+                           r"Implement|Inspect|Train|For each|Does it really work)")
+
+
+def test_every_question_is_answered_before_the_next():
+    """A question asking for words gets a cell starting **Answer:** (markdown, or rendered by an answer
+    cell) before the next question; a question asking for code gets a code cell."""
+    nb = nbformat.read(ROOT / "assignment3.ipynb", as_version=4)
+    pending = None
+    for cell in nb.cells:
+        is_answer = cell.source.startswith("**Answer:**") or "answer" in cell.metadata.get("tags", [])
+        if pending and (is_answer or (cell.cell_type == "code" and pending[1] == "code")):
+            pending = None
+        question = QUESTION.search(cell.source) if cell.cell_type == "markdown" else None
+        if question:
+            assert pending is None, f"question ({pending[0]}) has no answer before the next one"
+            kind = "code" if CODE_QUESTION.match(question.group(2)) else "words"
+            pending = (f"{question.group(1)}) {question.group(2)[:50]}", kind)
+    assert pending is None, f"question ({pending[0]}) has no answer"
+
+
+def test_code_lines_fit_the_pdf_page():
+    """Code the PDF shows (answer cells show only their output) fits its ~90 characters per line."""
+    nb = nbformat.read(ROOT / "assignment3.ipynb", as_version=4)
+    shown = [c for c in nb.cells if c.cell_type == "code" and "answer" not in c.metadata.get("tags", [])]
+    long_lines = [line for c in shown for line in c.source.splitlines() if len(line) > 90]
+    assert long_lines == []

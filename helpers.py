@@ -666,6 +666,14 @@ def predict(net: nn.Module, x: torch.Tensor, batch_size: int = 256) -> torch.Ten
         return torch.cat([net(X.to(device)).argmax(1).cpu() for X in x.split(batch_size)])
 
 
+def report_progress(title: str, epoch: int, num_epochs: int) -> None:
+    """Tell scripts/execute_notebook.py a training's epoch: one line in the file A3_PROGRESS_FILE names (if set)."""
+    if path := os.environ.get("A3_PROGRESS_FILE"):
+        tmp = Path(f"{path}.{os.getpid()}")
+        tmp.write_text(f"{' '.join(title.split())}\t{epoch}\t{num_epochs}\n")
+        os.replace(tmp, path)
+
+
 def train(net: nn.Module, train_iter, test_iter, num_epochs: int, lr: float,
           device: torch.device = d2l.try_gpu(), *, optimizer: str = "sgd", schedule: str | None = None,
           weight_decay: float = 0.0, bf16: bool | None = None, animate: bool = True,
@@ -724,6 +732,7 @@ def train(net: nn.Module, train_iter, test_iter, num_epochs: int, lr: float,
         train_acc = metric[1] / metric[2]
         test_acc = evaluate_accuracy(net, test_iter, device, bf16)
         history.append((train_l, train_acc, test_acc))
+        report_progress(title or type(net).__name__, epoch + 1, num_epochs)
         if animator:
             animator.add(epoch + 1, (train_l, train_acc, test_acc))
     if animate:

@@ -49,10 +49,10 @@ def main() -> None:
     if args.run:
         (ROOT / "build").mkdir(exist_ok=True)
         env = {**os.environ, "OMP_WAIT_POLICY": os.environ.get("OMP_WAIT_POLICY", "PASSIVE")}
-        subprocess.run([str(ROOT / ".venv/bin/jupyter"), "nbconvert", "--config", "scripts/nbconvert_config.py",
-                        "--to", "notebook", "--execute", str(notebook), "--output-dir", "build",
-                        "--output", "timed"], cwd=ROOT, env=env, check=True)
-        notebook = ROOT / "build" / "timed.ipynb"
+        timed = ROOT / "build" / "timed.ipynb"
+        subprocess.run([str(ROOT / ".venv/bin/python"), "scripts/execute_notebook.py", str(notebook), str(timed)],
+                       cwd=ROOT, env=env, check=True)
+        notebook = timed
     report(notebook)
 
 

@@ -670,8 +670,11 @@ def report_progress(title: str, epoch: int, num_epochs: int) -> None:
     """Tell scripts/execute_notebook.py a training's epoch: one line in the file A3_PROGRESS_FILE names (if set)."""
     if path := os.environ.get("A3_PROGRESS_FILE"):
         tmp = Path(f"{path}.{os.getpid()}")
-        tmp.write_text(f"{' '.join(title.split())}\t{epoch}\t{num_epochs}\n")
-        os.replace(tmp, path)
+        try:
+            tmp.write_text(f"{' '.join(title.split())}\t{epoch}\t{num_epochs}\n")
+            os.replace(tmp, path)
+        except OSError:  # progress is only shown: never stop a training over it (e.g. its folder is gone)
+            pass
 
 
 def train(net: nn.Module, train_iter, test_iter, num_epochs: int, lr: float,

@@ -11,6 +11,7 @@ import nbformat
 import pytest
 from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook
 
+import helpers
 from conftest import ROOT
 
 RUNNER = ROOT / "scripts" / "execute_notebook.py"
@@ -111,3 +112,12 @@ def test_estimate_scales_the_committed_times_by_this_runs_speed():
     assert progress.left() == pytest.approx(20 * 1010 / 130)
     now = 5000.0  # the last cell overran its estimate: none left, never a negative time
     assert progress.left() == 0.0 and progress.status().endswith("~00:00 left")
+
+
+def test_report_progress_writes_one_line_and_never_fails(tmp_path, monkeypatch):
+    monkeypatch.setenv("A3_PROGRESS_FILE", str(tmp_path / "progress"))
+    helpers.report_progress("3.8(a) dropout\tas given", 57, 200)
+    assert runner.read_training(tmp_path / "progress") == ("3.8(a) dropout as given", 57, 200)
+    assert list(tmp_path.iterdir()) == [tmp_path / "progress"]
+    monkeypatch.setenv("A3_PROGRESS_FILE", str(tmp_path / "gone" / "progress"))
+    helpers.report_progress("x", 1, 2)  # no folder: nothing shown, the training goes on

@@ -1,6 +1,7 @@
 """scripts/execute_notebook.py: progress lines (cells, section, training epoch, estimate) and a failing cell's message."""
 from __future__ import annotations
 
+import io
 import re
 import subprocess
 import sys
@@ -121,3 +122,18 @@ def test_report_progress_writes_one_line_and_never_fails(tmp_path, monkeypatch):
     assert list(tmp_path.iterdir()) == [tmp_path / "progress"]
     monkeypatch.setenv("A3_PROGRESS_FILE", str(tmp_path / "gone" / "progress"))
     helpers.report_progress("x", 1, 2)  # no folder: nothing shown, the training goes on
+
+
+def test_plain_lines_during_a_training_every_10_percent_and_30_seconds():
+    out, now = io.StringIO(), 0.0
+    progress = runner.Progress([runner.Step(0, "3.8", "3.8(a)", "x", 0.0)], out, bar=False, now=lambda: now)
+    progress.cell_started(progress.steps[0])
+    every_30_seconds, every_20_epochs = list(range(1, 200, 30)), list(range(1, 200, 20))
+    for seconds_per_epoch, lines in [(1.0, every_30_seconds), (2.0, every_20_epochs)]:
+        out.seek(0)
+        out.truncate()
+        for epoch in range(1, 201):
+            now += seconds_per_epoch
+            progress.trained(f"dropout, {seconds_per_epoch} s per epoch", epoch, 200)
+        assert [int(m) for m in re.findall(r"epoch (\d+)/200", out.getvalue())] == lines
+    assert "left" not in out.getvalue()  # no stored timings: no estimate

@@ -12,13 +12,16 @@ ensure_venv
 .venv/bin/python -c "import helpers; helpers.download_fsdd()"
 
 nbconvert=(.venv/bin/jupyter nbconvert --config scripts/nbconvert_config.py)
+# nbconvert's --execute with progress on stderr (cells, section, training epoch, time left); it
+# writes the executed notebook only when every cell succeeded, else names the failing cell.
+execute() { .venv/bin/python scripts/execute_notebook.py "$@" || { echo "No PDF written." >&2; exit 1; }; }
 if [ "${A3_FAST:-0}" = "1" ]; then
   mkdir -p build
-  "${nbconvert[@]}" --to notebook --execute assignment3.ipynb --output-dir build --output assignment3-fast
+  execute assignment3.ipynb build/assignment3-fast.ipynb
   "${nbconvert[@]}" --to pdf build/assignment3-fast.ipynb --output-dir . --output assignment3-fast
   echo "Wrote assignment3-fast.pdf (fast mode; the notebook was not changed)"
 else
-  "${nbconvert[@]}" --to notebook --execute --inplace assignment3.ipynb
+  execute assignment3.ipynb assignment3.ipynb
   "${nbconvert[@]}" --to pdf assignment3.ipynb --output assignment3
   echo "Wrote assignment3.pdf and saved the outputs into assignment3.ipynb"
 fi

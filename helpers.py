@@ -735,6 +735,17 @@ class LiveAnimator(d2l.Animator):
         self.drawn = time.perf_counter()
 
 
+def report_progress(title: str, epoch: int, num_epochs: int) -> None:
+    """Tell scripts/execute_notebook.py a training's epoch: one line in the file A3_PROGRESS_FILE names (if set)."""
+    if path := os.environ.get("A3_PROGRESS_FILE"):
+        tmp = Path(f"{path}.{os.getpid()}")
+        try:
+            tmp.write_text(f"{' '.join(title.split())}\t{epoch}\t{num_epochs}\n")
+            os.replace(tmp, path)
+        except OSError:  # progress is only shown: never stop a training over it (e.g. its folder is gone)
+            pass
+
+
 def train(net: nn.Module, train_iter, test_iter, num_epochs: int, lr: float,
           device: torch.device = d2l.try_gpu(), *, optimizer: str = "sgd", schedule: str | None = None,
           weight_decay: float = 0.0, bf16: bool | None = None, animate: bool = True,
@@ -805,6 +816,7 @@ def train(net: nn.Module, train_iter, test_iter, num_epochs: int, lr: float,
         test_acc = evaluate_accuracy(net, test_iter, device, bf16)
         timing["evaluation"] += time.perf_counter() - tick
         history.append((train_l, train_acc, test_acc))
+        report_progress(title or type(net).__name__, epoch + 1, num_epochs)
         if animator:
             tick = time.perf_counter()
             animator.add(epoch + 1, (train_l, train_acc, test_acc))

@@ -749,19 +749,25 @@ def report_progress(title: str, epoch: int, num_epochs: int) -> None:
 def train(net: nn.Module, train_iter, test_iter, num_epochs: int, lr: float,
           device: torch.device = d2l.try_gpu(), *, optimizer: str = "sgd", schedule: str | None = None,
           weight_decay: float = 0.0, bf16: bool | None = None, animate: bool = True,
-          title: str | None = None) -> TrainResult:
+          title: str | None = None, resume: TrainResult | None = None) -> TrainResult:
     """Train a model with a GPU (the assignment's d2l train function, with its live plot).
 
     Keyword-only options: `optimizer` 'sgd' (the assignment's) or 'adamw'; `schedule` None
     (constant lr) or 'onecycle' (warm up to `lr`, then anneal to zero); `bf16` mixed precision
     (None: where the hardware has it, see mixed_precision); `animate=False` skips the plot and the
-    prints; `title` names the plot. The same updates as d2l's loop, computed faster: fused
+    prints; `title` names the plot; `resume` the result of an earlier call of plain SGD on `net`:
+    this call trains `num_epochs` more and returns the whole run (SGD without momentum keeps no state,
+    so that is one longer run). The same updates as d2l's loop, computed faster: fused
     optimizer kernels, on a CPU fast_pooling(net) and channels_last(net) (for nets without batch norm),
     and the plot redrawn at most every 2 seconds.
     Returns the final metrics, the per-epoch history and the seconds spent on the data, the
     training steps, the evaluation and the plot.
     """
+    if resume is not None and (optimizer != "sgd" or schedule is not None):
+        raise ValueError("resume continues plain SGD at a constant learning rate only (other "
+                         "optimizers keep state, a schedule would restart)")
     start = time.perf_counter()
+    done = resume.history if resume is not None else []
     if animate:
         print('training on', device)
     net.to(device)
@@ -782,10 +788,12 @@ def train(net: nn.Module, train_iter, test_iter, num_epochs: int, lr: float,
     loss = nn.CrossEntropyLoss()
     animator = None
     if animate:
-        animator = LiveAnimator(xlabel='epoch', ylabel='loss / accuracy', xlim=[1, num_epochs],
+        animator = LiveAnimator(xlabel='epoch', ylabel='loss / accuracy', xlim=[1, len(done) + num_epochs],
                                 legend=['train loss', 'train acc', 'test acc'], figsize=(3.2, 2))
         animator.fig.suptitle(title or type(net).__name__)
-    history, timing = [], dict.fromkeys(["data", "steps", "evaluation", "plot"], 0.0)
+        for epoch, point in enumerate(done, start=1):
+            animator.add(epoch, point)
+    history, timing = list(done), dict.fromkeys(["data", "steps", "evaluation", "plot"], 0.0)
     for epoch in range(num_epochs):
         # Sum of training loss, sum of training accuracy, no. of examples
         metric = d2l.Accumulator(3)
@@ -816,10 +824,10 @@ def train(net: nn.Module, train_iter, test_iter, num_epochs: int, lr: float,
         test_acc = evaluate_accuracy(net, test_iter, device, bf16)
         timing["evaluation"] += time.perf_counter() - tick
         history.append((train_l, train_acc, test_acc))
-        report_progress(title or type(net).__name__, epoch + 1, num_epochs)
+        report_progress(title or type(net).__name__, len(history), len(done) + num_epochs)
         if animator:
             tick = time.perf_counter()
-            animator.add(epoch + 1, (train_l, train_acc, test_acc))
+            animator.add(len(history), (train_l, train_acc, test_acc))
             if epoch == num_epochs - 1:
                 animator.draw()
             timing["plot"] += time.perf_counter() - tick
@@ -828,7 +836,11 @@ def train(net: nn.Module, train_iter, test_iter, num_epochs: int, lr: float,
               f'test acc {test_acc:.3f}')
         print(f'{metric[2] * num_epochs / timing["steps"]:.1f} examples/sec '
               f'on {str(device)}')
-    return TrainResult(train_l, train_acc, test_acc, time.perf_counter() - start, lr, history, schedule, timing)
+    seconds = time.perf_counter() - start
+    if resume is not None:
+        seconds += resume.seconds
+        timing = {part: value + resume.timing.get(part, 0.0) for part, value in timing.items()}
+    return TrainResult(train_l, train_acc, test_acc, seconds, lr, history, schedule, timing)
 
 
 def _window_change(values: list[float], window: int) -> float:
@@ -841,10 +853,11 @@ def converged(result: TrainResult, longer: TrainResult | None = None, chance: fl
 
     A run at a constant learning rate has converged if it learned (train acc at least twice chance) and,
     from the quarter of its epochs before the last to the last quarter (means over each, at least two
-    epochs), its training loss fell by less than 0.02 and its test accuracy moved by less than 2 points.
-    A scheduled run (its learning rate annealed to zero) flattens whatever the network does, so it is
-    judged by `longer`, the same recipe run twice as long: converged if that gains less than 2 points
-    of test accuracy (verdicts 'yes (2x +0.01)', 'no (2x +0.05)').
+    epochs), its test accuracy moved by less than 2 points and its training loss fell by less than 0.02,
+    or it fits its training set (train acc >= 99.5 %: the loss then falls only as the outputs grow,
+    which changes no prediction). A scheduled run (its learning rate annealed to zero) flattens whatever
+    the network does, so it is judged by `longer`, the same recipe run twice as long: converged if that
+    gains less than 2 points of test accuracy (verdicts 'yes (2x +0.01)', 'no (2x +0.05)').
     """
     if result.train_acc < 2 * chance:
         return "no (chance)"
@@ -856,9 +869,10 @@ def converged(result: TrainResult, longer: TrainResult | None = None, chance: fl
     window = max(2, len(result.history) // 4)
     if len(result.history) < 2 * window:
         return "no (too few epochs)"
-    losses, test_accs = zip(*[(loss, test_acc) for loss, _, test_acc in result.history])
+    losses, train_accs, test_accs = zip(*result.history)
     loss_change, test_change = _window_change(losses, window), _window_change(test_accs, window)
-    if loss_change <= -0.02:
+    fits = sum(train_accs[-window:]) / window >= 0.995
+    if loss_change <= -0.02 and not fits:
         return f"no (loss {loss_change:+.2f})"
     if abs(test_change) >= 0.02:
         return f"no (test {test_change:+.2f})"

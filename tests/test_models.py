@@ -280,6 +280,19 @@ def test_live_animator_redraws_at_most_every_interval(monkeypatch):
     assert len(shown) == 2
 
 
+def test_train_resumes_a_plain_sgd_run():
+    torch.manual_seed(0)
+    data = torch.utils.data.TensorDataset(torch.randn(64, 1, 20), torch.arange(64) % 10)
+    net = nn.Sequential(nn.Conv1d(1, 2, 5), nn.Flatten(), nn.Linear(32, 10))
+    loaders = helpers.BatchLoader(data, 16, shuffle=True), helpers.BatchLoader(data, 16)
+    first = helpers.train(net, *loaders, 2, 0.1, device=CPU, animate=False)
+    whole = helpers.train(net, *loaders, 3, 0.1, device=CPU, animate=False, resume=first)
+    assert len(whole.history) == 5 and whole.history[:2] == first.history and whole.seconds > first.seconds
+    assert whole.timing["steps"] > first.timing["steps"]
+    with pytest.raises(ValueError, match="plain SGD"):
+        helpers.train(net, *loaders, 1, 0.1, device=CPU, animate=False, resume=first, optimizer="adamw")
+
+
 def test_train_records_where_its_time_goes():
     torch.manual_seed(0)
     data = torch.utils.data.TensorDataset(torch.randn(64, 1, 20), torch.arange(64) % 10)
@@ -315,6 +328,9 @@ def test_converged_verdicts():
     falling = [2.0, 1.5, 1.2, 1.0, 0.9, 0.8, 0.76, 0.7]  # the loss still falls while the test accuracy is flat
     assert helpers.converged(result([0.8] * 8, falling)) == "no (loss -0.12)"
     assert helpers.converged(result([0.8] * 8, [2.0, 1.0, 0.5, 0.1, 0.05, 0.04, 0.035, 0.03])) == "yes"
+    # a fitted training set: the loss falls only as the outputs grow
+    assert helpers.converged(result([0.6] * 8, [2.0, 1.0, 0.5, 0.3, 0.2, 0.15, 0.1, 0.08], train_acc=1.0)) == "yes"
+    assert helpers.converged(result([0.6] * 8, falling, train_acc=0.99)) == "no (loss -0.12)"
     noisy = [0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 0.9, 0.8, 0.88, 0.8, 0.9, 0.87]  # epoch-to-epoch noise, flat means
     assert helpers.converged(result(noisy)) == "yes"
 

@@ -293,6 +293,17 @@ def test_train_resumes_a_plain_sgd_run():
         helpers.train(net, *loaders, 1, 0.1, device=CPU, animate=False, resume=first, optimizer="adamw")
 
 
+def test_reuse_freed_memory_stops_page_faults_for_freed_activations():
+    import resource
+    helpers.reuse_freed_memory()
+    torch.empty(1 << 20).fill_(1.0)  # 4 MB: from now on served from the heap
+    before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
+    for _ in range(20):
+        torch.empty(1 << 20).fill_(1.0)  # freed at once, then allocated again
+    faults = resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before
+    assert faults < 200  # fresh pages every time would be 20 x 1,024 faults
+
+
 def test_train_records_where_its_time_goes():
     torch.manual_seed(0)
     data = torch.utils.data.TensorDataset(torch.randn(64, 1, 20), torch.arange(64) % 10)
@@ -322,8 +333,8 @@ def test_converged_verdicts():
     assert helpers.converged(result([0.1] * 8, train_acc=0.1)) == "no (chance)"
     assert helpers.converged(result([0.5] * 3)) == "no (too few epochs)"
     rising = [0.3, 0.5, 0.6, 0.7, 0.75, 0.8, 0.85, 0.9]  # windows of 2: 0.875 against 0.775
-    assert helpers.converged(result(rising)) == "no (test +0.10)"
-    assert helpers.converged(result([0.8] * 6 + [0.7, 0.7])) == "no (test -0.10)"
+    assert helpers.converged(result(rising)) == "no (test +0.100)"
+    assert helpers.converged(result([0.8] * 6 + [0.7, 0.7])) == "no (test -0.100)"
     assert helpers.converged(result([0.3, 0.5, 0.6, 0.7, 0.83, 0.84, 0.85, 0.84])) == "yes"
     falling = [2.0, 1.5, 1.2, 1.0, 0.9, 0.8, 0.76, 0.7]  # the loss still falls while the test accuracy is flat
     assert helpers.converged(result([0.8] * 8, falling)) == "no (loss -0.12)"
@@ -343,8 +354,8 @@ def test_converged_judges_a_scheduled_run_by_a_longer_one():
         helpers.converged(short)  # its flat end says nothing: the learning rate went to zero
     with pytest.raises(ValueError, match="twice as long"):
         helpers.converged(short, longer=run([0.5, 0.8, 0.85, 0.9, 0.9]))
-    assert helpers.converged(short, longer=run([0.5] * 7 + [0.87])) == "yes (2x +0.01)"
-    assert helpers.converged(short, longer=run([0.5] * 7 + [0.91])) == "no (2x +0.05)"
+    assert helpers.converged(short, longer=run([0.5] * 7 + [0.87])) == "yes (2x +0.010)"
+    assert helpers.converged(short, longer=run([0.5] * 7 + [0.91])) == "no (2x +0.050)"
 
 
 def test_markdown_table():

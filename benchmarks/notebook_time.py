@@ -8,6 +8,7 @@ Reads the execution timestamps that nbclient stores in every code cell (metadata
 from __future__ import annotations
 
 import argparse
+import re
 import subprocess
 import sys
 from datetime import datetime
@@ -28,6 +29,12 @@ def cell_seconds(cell) -> float:
     return (stamp(cell, "shell.execute_reply") - stamp(cell, "iopub.execute_input")).total_seconds()
 
 
+def label(cell) -> str:
+    """What a code cell does: the title of its training, else its first line."""
+    title = re.search(r'title="([^"]+)"', cell.source)
+    return title.group(1) if title else cell.source.splitlines()[0].lstrip("# ")[:90]
+
+
 def report(notebook: Path, top: int = 8) -> None:
     """Print the kernel time of an executed notebook and its `top` slowest cells."""
     cells = [c for c in nbformat.read(notebook, as_version=4).cells
@@ -37,7 +44,7 @@ def report(notebook: Path, top: int = 8) -> None:
     seconds = (stamp(cells[-1], "shell.execute_reply") - stamp(cells[0], "iopub.execute_input")).total_seconds()
     print(f"{notebook.name}: {seconds:.1f} s of kernel time, {len(cells)} code cells")
     for cell in sorted(cells, key=cell_seconds, reverse=True)[:top]:
-        print(f"{cell_seconds(cell):7.1f} s  {cell.source.splitlines()[-1][:90]}")
+        print(f"{cell_seconds(cell):7.1f} s  {label(cell)}")
 
 
 def main() -> None:

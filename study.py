@@ -142,7 +142,7 @@ def embedding_features(waveforms: list[np.ndarray]) -> torch.Tensor:
     return pooled(speech_embeddings(waveforms))
 
 
-def perturb_voice(waveform: np.ndarray, rng: np.random.Generator, speed: float = 0.25, tilt: float = 0.7,
+def perturb_voice(waveform: np.ndarray, rng: np.random.Generator, speed: float = 0.15, tilt: float = 0.7,
                   reverb: tuple[float, float] = (0.0, 0.4), snr_db: tuple[float, float] = (10, 40),
                   gain_db: tuple[float, float] = (-20, 6), silence: float = 0.3) -> np.ndarray:
     """The recording as if another voice said it at another pace, into another microphone in another room:
@@ -552,7 +552,7 @@ RECIPES = {  # evaluated in full (evaluate_recipe)
                           build=build_net_filterbank, epochs=25),
     "embedding": Recipe("build_net_embedding_head on Google's speech embedding (pretrained on far more speakers, "
                         "frozen; mean, std and max of its 96 values every 20 ms), 8 perturb_voice copies of every "
-                        "recording (speed 0.75-1.25, spectral tilt, reverberation, noise 10-40 dB, gain, timing), "
+                        "recording (speed 0.85-1.15, spectral tilt, reverberation, noise 10-40 dB, gain, timing), "
                         "an ensemble of 5", "embedding", build_net_embedding_head, epochs=30, lr=3e-3, batch_size=64,
                         members=5, copies=8),
 }

@@ -176,11 +176,11 @@ def frame_energy_db(waveform: np.ndarray) -> np.ndarray:
     return 10 * np.log10(np.convolve(energy, np.ones(3) / 3, mode="same") + 1e-10)
 
 
-def speech_segments(waveform: np.ndarray, min_gap: float = 0.15, min_length: float = 0.1,
+def speech_segments(waveform: np.ndarray, min_gap: float = 0.2, min_length: float = 0.1,
                     margin: float = 0.05) -> list[tuple[int, int]]:
-    """(start, end) samples of every spoken part of an 8 kHz waveform: a hop 7 dB over the noise floor (the
+    """(start, end) samples of every spoken part of an 8 kHz waveform: a hop 5 dB over the noise floor (the
     10th percentile; at most halfway to the loudest hop, at least within 35 dB of it) starts a part, which
-    lasts while its hops stay 3.5 dB over the floor (a quarter of the way, within 45 dB: hysteresis); parts
+    lasts while its hops stay 2.5 dB over the floor (a quarter of the way, within 45 dB: hysteresis); parts
     closer than min_gap seconds are merged, shorter than min_length dropped, and margin seconds are added at
     both ends. Empty for silence or a recording without contrast."""
     db = frame_energy_db(waveform)
@@ -190,7 +190,7 @@ def speech_segments(waveform: np.ndarray, min_gap: float = 0.15, min_length: flo
     contrast = peak - floor
     if contrast < 6:  # no hop stands out from the rest by 6 dB: nothing to segment
         return []
-    high, low = max(floor + min(contrast / 2, 7), peak - 35), max(floor + min(contrast / 4, 3.5), peak - 45)
+    high, low = max(floor + min(contrast / 2, 5), peak - 35), max(floor + min(contrast / 4, 2.5), peak - 45)
     parts, start = [], None
     for hop, level in enumerate(db):
         if start is None and level >= high:
@@ -221,9 +221,10 @@ def spoken_parts(waveform: np.ndarray) -> list[np.ndarray]:
 
 def assemble(clips: list[np.ndarray], rng: np.random.Generator, pause: tuple[float, float] = (0.3, 0.7),
              lead: tuple[float, float] = (0.5, 3.0), snr_db: tuple[float, float] = (10, 30)) -> np.ndarray:
-    """One recording as people make them: the clips in order with pauses of `pause` seconds between them and
-    `lead` seconds before the first and after the last, all under white noise snr_db below the clips' mean
-    power (uniform draws)."""
+    """One recording as people make them: the clips in order, each as loud as the others (mean power -20 dB
+    of full scale, +-3 dB), with pauses of `pause` seconds between them and `lead` seconds before the first
+    and after the last, all under white noise snr_db below the clips' mean power (uniform draws)."""
+    clips = [c / np.sqrt(np.square(c).mean() + 1e-12) * 10 ** ((rng.uniform(-3, 3) - 20) / 20) for c in clips]
     gaps = [rng.uniform(*lead), *(rng.uniform(*pause) for _ in clips[1:]), rng.uniform(*lead)]
     silences = [np.zeros(round(g * helpers.SAMPLE_RATE), np.float32) for g in gaps]
     x = np.concatenate([silences[0], *(part for clip, silence in zip(clips, silences[1:]) for part in (clip, silence))])

@@ -256,7 +256,7 @@ def test_one_digit_in_a_long_noisy_recording_is_one_segment(recordings):
     x, rate = clip(recordings, "6_nicolas_20.wav"), helpers.SAMPLE_RATE
     recording = study.assemble([x], np.random.default_rng(1), lead=(3, 4), snr_db=(15, 15))
     [(start, end)] = study.speech_segments(recording)
-    assert 2.9 * rate < start and end < 4.1 * rate + len(x) and end - start <= len(x) + 0.1 * rate
+    assert 2.9 * rate < start and end < 4.1 * rate + len(x) and end - start <= len(x) + 0.15 * rate  # margins
     assert study.speech_segments(np.zeros(8000, np.float32)) == []  # silence: nothing spoken
     assert len(study.spoken_parts(np.zeros(8000, np.float32))) == 1  # read as one digit anyway
 

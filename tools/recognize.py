@@ -6,7 +6,7 @@
 Prints one line per readable file, tab-separated: the path, the digits spoken in it and the probability
 of that reading, e.g. "my_seven.wav<TAB>7<TAB>0.983" or "pin.wav<TAB>4711<TAB>0.912". A recording may
 be of any length: its spoken parts are found by their loudness (study.speech_segments: silence and
-steady room noise before, between and after them are skipped; pauses under 0.15 s do not split a
+steady room noise before, between and after them are skipped; pauses under 0.2 s do not split a
 digit) and each part is read as one digit. The probability is the product of the digits' own
 probabilities (the highest of each part's ten), the model's probability of the whole sequence if the
 parts are right and independent. A folder stands for its .wav files (any case, sorted, hidden ones
@@ -194,10 +194,10 @@ def main(argv: list[str] | None = None) -> int:
         files = files_to_classify(args.paths)
         helpers.set_threads()
         net = recognizer(args.models, args.data, args.retrain)
-    except (UsageError, helpers.FSDDError) as err:
+        return 1 if classify(net, files) else 0
+    except (UsageError, helpers.FSDDError) as err:  # e.g. openwakeword missing: the front end cannot run
         print(f"error: {err}", file=sys.stderr)
         return 2
-    return 1 if classify(net, files) else 0
 
 
 if __name__ == "__main__":

@@ -28,14 +28,24 @@ from pathlib import Path
 import matplotlib.pyplot as plt
 import numpy as np
 import torch
-from d2l import torch as d2l
-from IPython import display
 from scipy.io import wavfile
 from scipy.signal import resample_poly
 from torch import nn
 
 # Fast mode (A3_FAST=1) shrinks the epochs so the tests can run the whole notebook quickly.
 FAST = os.environ.get("A3_FAST", "0") == "1"
+
+
+class _D2L:
+    """d2l.torch, imported on first use: it imports torchvision and pandas (seconds), which reading wavs does not need."""
+
+    def __getattr__(self, name: str):
+        from d2l import torch as d2l
+        return getattr(d2l, name)
+
+
+d2l = _D2L()
+DEFAULT_DEVICE = torch.device("cuda:0" if torch.cuda.device_count() else "cpu")  # d2l.try_gpu()
 
 
 def epochs(full: int, fast: int = 1) -> int:
@@ -721,12 +731,17 @@ def predict(net: nn.Module, x: torch.Tensor, batch_size: int = 256) -> torch.Ten
         return torch.cat([net(X.to(device)).argmax(1).cpu() for X in x.split(batch_size)])
 
 
-class LiveAnimator(d2l.Animator):
-    """d2l's Animator (the live plot of d2l's train) that redraws at most every `interval` seconds
-    (a redraw costs ~0.05 s); draw() redraws now."""
+class LiveAnimator:
+    """The live plot of d2l's train (d2l.Animator's figure and axes), redrawn at most every `interval`
+    seconds (a redraw costs ~0.05 s); draw() redraws now."""
 
-    def __init__(self, *args, interval: float = 2.0, **kwargs):
-        super().__init__(*args, **kwargs)
+    def __init__(self, xlabel: str, ylabel: str, legend: list[str], xlim: list[float],
+                 figsize: tuple[float, float] = (3.5, 2.5), fmts=('-', 'm--', 'g-.', 'r:'), interval: float = 2.0):
+        d2l.use_svg_display()
+        self.fig, axes = plt.subplots(figsize=figsize)
+        self.axes = [axes]
+        self.config_axes = lambda: d2l.set_axes(axes, xlabel, ylabel, xlim, None, 'linear', 'linear', legend)
+        self.X, self.Y, self.fmts = None, None, fmts
         self.interval, self.drawn = interval, time.perf_counter()
 
     def add(self, x: float, y: tuple) -> None:
@@ -741,7 +756,8 @@ class LiveAnimator(d2l.Animator):
             self.draw()
 
     def draw(self) -> None:
-        """Redraw the figure in the notebook's output."""
+        """Redraw the figure in the notebook's output (IPython imported here: reading wavs needs none of it)."""
+        from IPython import display
         self.axes[0].cla()
         for x, y, fmt in zip(self.X, self.Y, self.fmts):
             self.axes[0].plot(x, y, fmt)
@@ -763,7 +779,7 @@ def report_progress(title: str, epoch: int, num_epochs: int) -> None:
 
 
 def train(net: nn.Module, train_iter, test_iter, num_epochs: int, lr: float,
-          device: torch.device = d2l.try_gpu(), *, optimizer: str = "sgd", schedule: str | None = None,
+          device: torch.device = DEFAULT_DEVICE, *, optimizer: str = "sgd", schedule: str | None = None,
           weight_decay: float = 0.0, bf16: bool | None = None, animate: bool = True,
           title: str | None = None, resume: TrainResult | None = None) -> TrainResult:
     """Train a model with a GPU (the assignment's d2l train function, with its live plot).
@@ -771,7 +787,8 @@ def train(net: nn.Module, train_iter, test_iter, num_epochs: int, lr: float,
     Keyword-only options: `optimizer` 'sgd' (the assignment's) or 'adamw'; `schedule` None
     (constant lr) or 'onecycle' (warm up to `lr`, then anneal to zero); `bf16` mixed precision
     (None: where the hardware has it, see mixed_precision); `animate=False` skips the plot and the
-    prints; `title` names the plot; `resume` the result of an earlier call of plain SGD on `net`:
+    prints; `title` names the plot; `test_iter=None` skips the evaluation (test acc NaN); `resume`
+    the result of an earlier call of plain SGD on `net`:
     this call trains `num_epochs` more and returns the whole run (SGD without momentum keeps no state,
     so that is one longer run). The same updates as d2l's loop, computed faster: fused
     optimizer kernels, on a CPU reuse_freed_memory(), fast_pooling(net) and channels_last(net) (for
@@ -839,7 +856,7 @@ def train(net: nn.Module, train_iter, test_iter, num_epochs: int, lr: float,
         train_l = metric[0] / metric[2]
         train_acc = metric[1] / metric[2]
         tick = time.perf_counter()
-        test_acc = evaluate_accuracy(net, test_iter, device, bf16)
+        test_acc = evaluate_accuracy(net, test_iter, device, bf16) if test_iter is not None else math.nan
         timing["evaluation"] += time.perf_counter() - tick
         history.append((train_l, train_acc, test_acc))
         report_progress(title or type(net).__name__, len(history), len(done) + num_epochs)

@@ -3,31 +3,37 @@
 Leave-one-speaker-out, official-split and random-split evaluation of several recipes (front end,
 network, augmentation) and of a pocketsphinx baseline, run by tools/speaker_independent.py and shown
 in the notebook's appendix. tools/recognize.py trains RECOGNIZER on all recordings through
-recording_features, fit and predict_proba. The notebook's own answers (its networks and datasets)
-stay in the notebook; this study has its own.
+training_features and fit, finds the digits of a recording with speech_segments and classifies them
+through recording_features and predict_proba. The notebook's own answers (its networks and datasets)
+stay in the notebook; this study has its own. Recipes only screened on a few speakers are kept in the
+results file (descriptions and numbers), not as code.
 """
 from __future__ import annotations
 
+import hashlib
+import importlib.util
+import inspect
 import json
 import math
 import os
+import tempfile
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, replace
-from functools import partial
+from functools import cache
 from pathlib import Path
 
 import numpy as np
 import torch
-from python_speech_features import get_filterbanks, mfcc
-from python_speech_features.base import hz2mel, mel2hz
-from scipy.signal import resample_poly
+from python_speech_features import mfcc
+from scipy.signal import lfilter, resample_poly
 from torch import nn
 from tqdm import tqdm
 
 import helpers
 
 RESULTS_FILE = Path(__file__).parent / "results" / "speaker_independent.json"
+RECORDINGS_FILE = RESULTS_FILE.parent / "recordings.json"  # tools/recordings.py: sequences, long recordings
 RUN_STUDY = os.environ.get("A3_STUDY", "0") == "1"  # the notebook reruns the whole study (update_results)
 SPLIT_SEED = 0  # the notebook's SEED, so the random 2/3 split is the one of 3.5
 SIZE = 6000  # samples kept per recording (0.75 s at 8 kHz), as in the notebook
@@ -41,18 +47,9 @@ def standardize(x: np.ndarray | torch.Tensor):
     return (x - x.mean(-1, keepdims=True)) / (x.std(-1, keepdims=True) + 1e-8)
 
 
-def at_least(waveform: np.ndarray, size: int) -> np.ndarray:
-    """The waveform, zero-padded to `size` samples if shorter."""
-    return np.pad(waveform, (0, max(size - len(waveform), 0)))
-
-
 def fixed_length(x: np.ndarray, size: int = SIZE) -> np.ndarray:
     """The first `size` samples (last axis), zero-padded if shorter."""
     return np.pad(x, [(0, 0)] * (x.ndim - 1) + [(0, size)])[..., :size]
-
-
-MFCC_BANDS = 26  # python_speech_features' mel filterbank (0-4 kHz)
-MFCC_POINTS = np.linspace(hz2mel(0), hz2mel(helpers.SAMPLE_RATE / 2), MFCC_BANDS + 2)  # edges, centres (mel)
 
 
 def mfcc_frames(waveform: np.ndarray) -> np.ndarray:
@@ -70,13 +67,6 @@ def mfcc_features(waveforms: list[np.ndarray]) -> torch.Tensor:
     return torch.from_numpy(np.stack([mfcc_frames(fixed_length(w)) for w in waveforms]))
 
 
-def speech_mfcc_features(waveforms: list[np.ndarray], frames: int = 74) -> torch.Tensor:
-    """(N, 13, frames): MFCCs of every silence-trimmed waveform with CMVN over its own frames only,
-    then zero-padded (0 is every coefficient's mean) or cut to `frames`."""
-    return torch.stack([torch.from_numpy(fixed_length(utterance_cmvn(torch.from_numpy(mfcc_frames(
-        at_least(trim_silence(w), 280)))).numpy(), frames)) for w in waveforms])  # 280 samples: 2 frames
-
-
 def load_fsdd(data_dir: str | os.PathLike) -> dict:
     """Every recording in data_dir as read ("recordings": float32 arrays of any length), as standardized
     waveforms (N, 1, SIZE) and MFCCs (N, 13, 74), with digit labels, speakers and take indices,
@@ -90,47 +80,166 @@ def load_fsdd(data_dir: str | os.PathLike) -> dict:
 
 
 # -----------------------------------------------------------------------------
-# Log-mel front end: silence trimmed, MELS bands per 10 ms frame, normalized per utterance
+# Pretrained front end: Google's speech embedding (Lin et al. 2020, arXiv 2002.01322; Apache-2.0),
+# the two ONNX files in openwakeword 0.5.1's wheel, run with onnxruntime (openwakeword's code is not used)
 
-WINDOW, HOP, NFFT = 200, 80, 256  # 25 ms windows every 10 ms at 8 kHz
-MELS = 40
-FRAMES = 100  # 1 s kept after trimming (longer recordings are cut)
-STRETCHED_FRAMES = 50  # every trimmed recording stretched to this many frames
-MEL_POINTS = np.linspace(hz2mel(0), hz2mel(helpers.SAMPLE_RATE / 2), MELS + 2)  # band edges and centres (mel)
+EMBEDDING_RATE = 16000  # Hz: the models' input, int16 scale
+EMBEDDING_WINDOW, EMBEDDING_STEP = 76, 2  # mel frames (10 ms each) per embedding; frames between embeddings
+EMBEDDING_SECONDS = 1.0  # every clip is centred in at least this much silence
+EMBEDDING_SIZE = 96
+EMBEDDING_BATCH = 512  # windows per call of the embedding model
 
 
-def trim_silence(waveform: np.ndarray, threshold_db: float = 35.0, margin: int = 2) -> np.ndarray:
-    """The waveform from `margin` 10 ms hops before its first to `margin` hops after its last hop
-    whose energy is within threshold_db of the loudest hop's."""
+@cache
+def embedding_models() -> tuple:
+    """The mel-spectrogram and embedding ONNX sessions (one thread each), from openwakeword's package folder."""
+    import onnxruntime  # imported here: only the embedding recipes need it
+    spec = importlib.util.find_spec("openwakeword")  # finds the package without running its __init__
+    if spec is None:
+        raise helpers.FSDDError("openwakeword is not installed: run "
+                                "`.venv/bin/pip install --no-deps -r requirements-nodeps.txt`")
+    folder = Path(spec.submodule_search_locations[0]) / "resources" / "models"
+    options = onnxruntime.SessionOptions()
+    options.intra_op_num_threads = options.inter_op_num_threads = 1
+    return tuple(onnxruntime.InferenceSession(folder / name, options, providers=["CPUExecutionProvider"])
+                 for name in ("melspectrogram.onnx", "embedding_model.onnx"))
+
+
+def embedding_input(waveform: np.ndarray, offset: float = 0.5) -> np.ndarray:
+    """An 8 kHz waveform in [-1, 1] as the models' input: upsampled to 16 kHz, int16 scale, placed at `offset`
+    (0: start, 0.5: centred, 1: end) of at least EMBEDDING_SECONDS of digital silence."""
+    audio = resample_poly(waveform, EMBEDDING_RATE // helpers.SAMPLE_RATE, 1) * 32767
+    pad = max(round(EMBEDDING_SECONDS * EMBEDDING_RATE) - len(audio), 0)
+    before = round(pad * offset)
+    return np.pad(audio, (before, pad - before)).astype(np.float32)
+
+
+def mel_windows(audio: np.ndarray) -> np.ndarray:
+    """(windows, 76, 32, 1): the mel model's frames of 16 kHz int16-scale audio (as openwakeword scales
+    them: x / 10 + 2), in windows of EMBEDDING_WINDOW frames every EMBEDDING_STEP frames."""
+    frames = embedding_models()[0].run(None, {"input": audio[None]})[0].reshape(-1, 32) / 10 + 2
+    starts = range(0, len(frames) - EMBEDDING_WINDOW + 1, EMBEDDING_STEP)
+    return np.stack([frames[i:i + EMBEDDING_WINDOW] for i in starts])[..., None].astype(np.float32)
+
+
+def speech_embeddings(waveforms: list[np.ndarray], offsets: list[float] | None = None) -> list[np.ndarray]:
+    """(windows, 96) embeddings of every 8 kHz waveform (embedding_input at offsets[i], default centred)."""
+    windows = [mel_windows(embedding_input(w, 0.5 if offsets is None else offsets[i]))
+               for i, w in enumerate(waveforms)]
+    flat = np.concatenate(windows)
+    embedded = np.concatenate([embedding_models()[1].run(None, {"input_1": flat[i:i + EMBEDDING_BATCH]})[0]
+                               for i in range(0, len(flat), EMBEDDING_BATCH)])[:, 0, 0]
+    return np.split(embedded, np.cumsum([len(w) for w in windows])[:-1])
+
+
+def pooled(embeddings: list[np.ndarray]) -> torch.Tensor:
+    """(N, 3 * 96): mean, standard deviation and maximum of every recording's embeddings over its windows."""
+    return torch.from_numpy(np.stack([np.concatenate([e.mean(0), e.std(0), e.max(0)]) for e in embeddings]))
+
+
+def embedding_features(waveforms: list[np.ndarray]) -> torch.Tensor:
+    """(N, 288): pooled speech embeddings of every waveform, centred in at least EMBEDDING_SECONDS."""
+    return pooled(speech_embeddings(waveforms))
+
+
+def perturb_voice(waveform: np.ndarray, rng: np.random.Generator, speed: float = 0.15, tilt: float = 0.7,
+                  reverb: tuple[float, float] = (0.0, 0.4), snr_db: tuple[float, float] = (10, 40),
+                  gain_db: tuple[float, float] = (-20, 6), silence: float = 0.3) -> np.ndarray:
+    """The recording as if another voice said it at another pace, into another microphone in another room:
+    played 1 +- speed times as fast (pitch, formants and tempo together), tilted in spectrum (first-order
+    filter 1 + a z^-1, |a| <= tilt), with a share of reverberation (an exponentially decaying noise
+    response of 20-100 ms), white noise at snr_db, scaled by gain_db, and up to `silence` seconds of digital
+    silence split randomly before and after it (uniform draws)."""
+    factor = rng.uniform(1 - speed, 1 + speed)
+    x = np.interp(np.arange(0, len(waveform) - 1, factor), np.arange(len(waveform)), waveform)
+    x = lfilter([1, rng.uniform(-tilt, tilt)], [1], x)
+    t = np.arange(round(0.3 * helpers.SAMPLE_RATE)) / helpers.SAMPLE_RATE
+    response = rng.standard_normal(len(t)) * np.exp(-t / rng.uniform(0.02, 0.1))
+    wet = np.convolve(x, response)[:len(x)]
+    x = x + rng.uniform(*reverb) * wet * x.std() / (wet.std() + 1e-8)
+    x = x + rng.standard_normal(len(x)) * x.std() * 10 ** (-rng.uniform(*snr_db) / 20)
+    x = np.clip(x / (np.abs(x).max() + 1e-8) * np.abs(waveform).max() * 10 ** (rng.uniform(*gain_db) / 20), -1, 1)
+    pad = round(rng.uniform(0, silence) * helpers.SAMPLE_RATE)
+    before = rng.integers(0, pad + 1)
+    return np.pad(x, (before, pad - before)).astype(np.float32)
+
+
+# -----------------------------------------------------------------------------
+# Recordings as people make them: the spoken parts of a long recording (one digit each)
+
+HOP = 80  # samples per 10 ms at 8 kHz
+
+def frame_energy_db(waveform: np.ndarray) -> np.ndarray:
+    """Energy in dB of every 10 ms hop (HOP samples at 8 kHz), smoothed over 3 hops."""
     hops = len(waveform) // HOP
     energy = np.square(waveform[:hops * HOP].reshape(hops, HOP)).mean(1)
-    if hops == 0 or energy.max() == 0:
-        return waveform
-    loud = np.flatnonzero(energy >= energy.max() * 10 ** (-threshold_db / 10))
-    return waveform[max(loud[0] - margin, 0) * HOP:(loud[-1] + 1 + margin) * HOP]
+    return 10 * np.log10(np.convolve(energy, np.ones(3) / 3, mode="same") + 1e-10)
 
 
-def log_mel(waveform: np.ndarray) -> torch.Tensor:
-    """(MELS, frames): log energies of MELS mel bands (0-4 kHz) in 25 ms Hann windows every 10 ms."""
-    samples = torch.from_numpy(at_least(waveform, NFFT + HOP))  # 2 frames
-    spectrum = torch.stft(samples, NFFT, HOP, WINDOW, torch.hann_window(WINDOW), center=False,
-                          return_complex=True).abs().square()  # (NFFT // 2 + 1, frames)
-    filters = torch.from_numpy(get_filterbanks(MELS, NFFT, helpers.SAMPLE_RATE)).float()  # (MELS, NFFT // 2 + 1)
-    return torch.log(filters @ spectrum + 1e-8)
+def speech_segments(waveform: np.ndarray, min_gap: float = 0.2, min_length: float = 0.1,
+                    margin: float = 0.05) -> list[tuple[int, int]]:
+    """(start, end) samples of every spoken part of an 8 kHz waveform: a hop 5 dB over the noise floor (the
+    10th percentile; at most halfway to the loudest hop, at least within 35 dB of it) starts a part, which
+    lasts while its hops stay 2.5 dB over the floor (a quarter of the way, within 45 dB: hysteresis); parts
+    closer than min_gap seconds are merged, shorter than min_length dropped, and margin seconds are added at
+    both ends. Empty for silence or a recording without contrast."""
+    db = frame_energy_db(waveform)
+    if len(db) == 0:
+        return []
+    floor, peak = np.percentile(db, 10), db.max()
+    contrast = peak - floor
+    if contrast < 6:  # no hop stands out from the rest by 6 dB: nothing to segment
+        return []
+    high, low = max(floor + min(contrast / 2, 5), peak - 35), max(floor + min(contrast / 4, 2.5), peak - 45)
+    parts, start = [], None
+    for hop, level in enumerate(db):
+        if start is None and level >= high:
+            start = hop
+            while start > 0 and db[start - 1] >= low:
+                start -= 1
+        elif start is not None and level < low:
+            parts.append([start, hop])
+            start = None
+    if start is not None:
+        parts.append([start, len(db)])
+    merged = [parts[0]] if parts else []
+    for part in parts[1:]:
+        if (part[0] - merged[-1][1]) * HOP < min_gap * helpers.SAMPLE_RATE:
+            merged[-1][1] = part[1]
+        else:
+            merged.append(part)
+    pad = round(margin * helpers.SAMPLE_RATE)
+    return [(max(a * HOP - pad, 0), min(b * HOP + pad, len(waveform))) for a, b in merged
+            if (b - a) * HOP >= min_length * helpers.SAMPLE_RATE]
 
 
-def logmel_features(waveforms: list[np.ndarray], frames: int = FRAMES) -> torch.Tensor:
-    """(N, MELS, frames): log-mel of every silence-trimmed waveform with per-utterance CMVN,
-    zero-padded (0 is every band's mean) or cut to `frames`."""
-    return torch.stack([torch.from_numpy(fixed_length(utterance_cmvn(log_mel(trim_silence(w))).numpy(), frames))
-                        for w in waveforms])
+def spoken_parts(waveform: np.ndarray) -> list[np.ndarray]:
+    """The spoken parts of a recording (speech_segments), one digit each; the whole recording if none
+    stands out from its background."""
+    return [waveform[start:end] for start, end in speech_segments(waveform) or [(0, len(waveform))]]
 
 
-def stretched_logmel_features(waveforms: list[np.ndarray], frames: int = STRETCHED_FRAMES) -> torch.Tensor:
-    """(N, MELS, frames): log-mel of every silence-trimmed waveform with per-utterance CMVN, stretched or
-    squeezed in time (linear interpolation) to `frames`: every digit lasts as long, however fast it was said."""
-    return torch.stack([nn.functional.interpolate(utterance_cmvn(log_mel(trim_silence(w)))[None], frames,
-                                                  mode="linear", align_corners=True)[0] for w in waveforms])
+def assemble(clips: list[np.ndarray], rng: np.random.Generator, pause: tuple[float, float] = (0.3, 0.7),
+             lead: tuple[float, float] = (0.5, 3.0), snr_db: tuple[float, float] = (10, 30)) -> np.ndarray:
+    """One recording as people make them: the clips in order, each as loud as the others (mean power -20 dB
+    of full scale, +-3 dB), with pauses of `pause` seconds between them and `lead` seconds before the first
+    and after the last, all under white noise snr_db below the clips' mean power (uniform draws)."""
+    clips = [c / np.sqrt(np.square(c).mean() + 1e-12) * 10 ** ((rng.uniform(-3, 3) - 20) / 20) for c in clips]
+    gaps = [rng.uniform(*lead), *(rng.uniform(*pause) for _ in clips[1:]), rng.uniform(*lead)]
+    silences = [np.zeros(round(g * helpers.SAMPLE_RATE), np.float32) for g in gaps]
+    x = np.concatenate([silences[0], *(part for clip, silence in zip(clips, silences[1:]) for part in (clip, silence))])
+    power = np.square(np.concatenate(clips)).mean()
+    noise = rng.standard_normal(len(x)) * np.sqrt(power * 10 ** (-rng.uniform(*snr_db) / 10))
+    return np.clip(x + noise, -1, 1).astype(np.float32)
+
+
+def read_digits(net: nn.Module, recipe: Recipe, waveforms: list[np.ndarray]) -> list[tuple[list[int], float]]:
+    """The digits spoken in every recording (one per spoken part, in order) and the probability of that
+    sequence: the product of the parts' highest class probabilities."""
+    parts = [spoken_parts(w) for w in waveforms]
+    counts = [len(p) for p in parts]
+    probability, digit = predict_proba(net, recording_features(recipe, sum(parts, []))).max(1)
+    return [(d.tolist(), p.prod().item()) for d, p in zip(digit.split(counts), probability.split(counts))]
 
 
 # -----------------------------------------------------------------------------
@@ -164,45 +273,6 @@ def speed_perturb(x: torch.Tensor, factors: torch.Tensor) -> torch.Tensor:
     def take(index: torch.Tensor) -> torch.Tensor:
         return x.gather(-1, index[:, None, :].expand(-1, x.shape[1], -1))
     return (take(left) * (1 - frac) + take(left + 1) * frac) * (source <= length - 1)[:, None, :]
-
-
-def band_warp_matrix(factors: torch.Tensor, points: np.ndarray) -> torch.Tensor:
-    """(N, bands, bands) linear maps that scale the frequencies of a mel band spectrum by factors[i]:
-    band centre f takes the value at f / factors[i], interpolated between the band centres (points[1:-1],
-    equally spaced in mel) and clamped at the edge bands."""
-    centres = points[1:-1]  # (bands,) in mel
-    bands = len(centres)
-    source_hz = torch.from_numpy(mel2hz(centres)).float() / factors[:, None]  # (N, bands)
-    source = ((torch.from_numpy(hz2mel(source_hz.numpy())) - centres[0]) / (centres[1] - centres[0])).float()
-    source = source.clamp(0, bands - 1)
-    left = source.floor().long().clamp(max=bands - 2)
-    frac = source - left
-    matrix = torch.zeros(len(factors), bands, bands)
-    matrix.scatter_(2, left[:, :, None], (1 - frac)[:, :, None])
-    return matrix.scatter_add_(2, left[:, :, None] + 1, frac[:, :, None])
-
-
-def warp_mels(x: torch.Tensor, factors: torch.Tensor) -> torch.Tensor:
-    """Vocal-tract-length perturbation of log-mel x (N, MELS, frames): each x[i] sounds as if its
-    frequencies were scaled by factors[i] (see band_warp_matrix)."""
-    return band_warp_matrix(factors, MEL_POINTS) @ x
-
-
-def cepstral_warp_matrix(factors: torch.Tensor) -> torch.Tensor:
-    """(N, 13, 13): band_warp_matrix in the cepstral domain of mfcc_frames (26 bands, DCT, lifter 22);
-    c0, which mfcc_frames replaces by the frame's log energy, is kept."""
-    dct = Cepstrum(13, MFCC_BANDS).dct  # (13, 26), orthonormal rows
-    n = torch.arange(13)
-    lifter = torch.diag(1 + 11 * torch.sin(torch.pi * n / 22))  # python_speech_features' ceplifter=22
-    matrix = lifter @ dct @ band_warp_matrix(factors, MFCC_POINTS) @ dct.T @ lifter.inverse()
-    matrix[:, 0], matrix[:, :, 0] = 0, 0
-    matrix[:, 0, 0] = 1
-    return matrix
-
-
-def warp_cepstra(x: torch.Tensor, factors: torch.Tensor) -> torch.Tensor:
-    """Vocal-tract-length perturbation of raw MFCCs x (N, 13, frames) from mfcc_frames (cepstral_warp_matrix)."""
-    return cepstral_warp_matrix(factors) @ x
 
 
 def add_noise(x: torch.Tensor, snr_db: torch.Tensor) -> torch.Tensor:
@@ -266,36 +336,6 @@ def build_net_mfcc_gap(channels: int = 32) -> nn.Sequential:
     return nn.Sequential(*gap_head(13, channels))
 
 
-class Cepstrum(nn.Module):
-    """The first `count` DCT-II coefficients (orthonormal) of every frame's log band energies:
-    MFCCs from log-mel frames, (N, bands, frames) -> (N, count, frames)."""
-
-    def __init__(self, count: int = 13, bands: int = MELS):
-        super().__init__()
-        k, m = torch.arange(count)[:, None], torch.arange(bands)
-        dct = torch.cos(torch.pi * k * (2 * m + 1) / (2 * bands)) * math.sqrt(2 / bands)  # (count, bands)
-        dct[0] /= math.sqrt(2)
-        self.register_buffer("dct", dct)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return torch.einsum("cm,nmt->nct", self.dct, x)
-
-
-def build_net_cepstral_gap(cepstra: int = 13, channels: int = 32) -> nn.Sequential:
-    """For MELS x frames log-mel: MFCCs (Cepstrum), normalized per utterance (CMVN), then gap_head."""
-    return nn.Sequential(Cepstrum(cepstra), nn.InstanceNorm1d(cepstra), *gap_head(cepstra, channels))
-
-
-def build_net_mfcc_norm_gap(channels: int = 32) -> nn.Sequential:
-    """For raw 13 x 74 MFCCs: per-utterance CMVN (InstanceNorm1d) as the first layer, then gap_head."""
-    return nn.Sequential(nn.InstanceNorm1d(13), *gap_head(13, channels))
-
-
-def build_net_logmel_gap(channels: int = 32) -> nn.Sequential:
-    """For MELS x FRAMES log-mel frames: gap_head."""
-    return nn.Sequential(*gap_head(MELS, channels))
-
-
 def build_net_filterbank(filters: int = 40, channels: int = 32) -> nn.Sequential:
     """For 1 x 6000 raw samples: a learned filterbank (101-tap convolution, squared, averaged over
     10 ms frames, log, normalized per utterance like CMVN), then gap_head over the 75 frames."""
@@ -304,11 +344,18 @@ def build_net_filterbank(filters: int = 40, channels: int = 32) -> nn.Sequential
         LogEnergy(), nn.InstanceNorm1d(filters), *gap_head(filters, channels))
 
 
+def build_net_embedding_head(hidden: int = 256, dropout: float = 0.3) -> nn.Sequential:
+    """For pooled speech embeddings (3 x 96): batch norm as a learned standardization, a hidden layer
+    with dropout before and after it, 10 logits."""
+    return nn.Sequential(nn.BatchNorm1d(3 * EMBEDDING_SIZE), nn.Dropout(dropout), nn.Linear(3 * EMBEDDING_SIZE, hidden),
+                         nn.ReLU(), nn.Dropout(dropout), nn.Linear(hidden, 10))
+
+
 @dataclass(frozen=True)
 class Recipe:
     """One model of the speaker-independent study: its input, network, training and augmentation."""
     about: str  # one line for the notebook's tables
-    features: str  # a FRONT_ENDS key: 'waveform' (1 x 6000), 'mfcc' (13 x 74), 'logmel' (MELS x FRAMES), ...
+    features: str  # a FRONT_ENDS key: 'waveform' (1 x 6000), 'mfcc' (13 x 74), 'embedding' (3 x 96)
     build: Callable[[], nn.Module]
     epochs: int
     lr: float  # peak of the one-cycle schedule (AdamW)
@@ -317,10 +364,10 @@ class Recipe:
     max_shift: int = 0  # random shift either way (BatchLoader's), samples or frames
     max_delay: int = 0  # random delay (shift right only: keeps the onset), samples or frames
     speed: float = 0.0  # random speed factor in [1 - speed, 1 + speed] (waveforms; frames: tempo only)
-    vtlp: float = 0.0  # random frequency scaling in [1 - vtlp, 1 + vtlp] (log-mel or raw MFCC features)
     snr_db: tuple[float, float] | None = None  # random white noise (waveforms)
     masks: tuple[int, int] = (0, 0)  # widest masked band of feature channels and of frames
     members: int = 1  # networks trained from different seeds, their probabilities averaged
+    copies: int = 0  # perturb_voice copies of every training recording (training_features); one drawn per batch
 
 
 class AugmentedLoader(helpers.BatchLoader):
@@ -333,13 +380,12 @@ class AugmentedLoader(helpers.BatchLoader):
     def __iter__(self):
         r = self.recipe
         for X, y in super().__iter__():
+            if r.copies:  # X: (N, 1 + copies, ...): the recording or one of its copies
+                X = X[torch.arange(len(X)), torch.randint(0, r.copies + 1, (len(X),))]
             if r.max_delay:
                 X = helpers.time_shift(X, torch.randint(0, r.max_delay + 1, (len(X),)))
             if r.speed:
                 X = speed_perturb(X, 1 + r.speed * (2 * torch.rand(len(X)) - 1))
-            if r.vtlp:
-                warp = warp_cepstra if r.features == "mfcc" else warp_mels
-                X = warp(X, 1 + r.vtlp * (2 * torch.rand(len(X)) - 1))
             if r.snr_db:
                 X = add_noise(X, torch.empty(len(X)).uniform_(*r.snr_db))
             if r.features == "waveform" and (r.speed or r.snr_db):
@@ -354,14 +400,59 @@ class AugmentedLoader(helpers.BatchLoader):
 # -----------------------------------------------------------------------------
 # Training and prediction (the interface of tools/recognize.py: recording_features, fit, predict_proba)
 
-FRONT_ENDS = {"waveform": waveform_features, "mfcc": mfcc_features, "logmel": logmel_features,
-              "logmel_stretched": stretched_logmel_features, "mfcc_speech": speech_mfcc_features}  # (N, channels, length) from a list of waveforms
+FRONT_ENDS = {"waveform": waveform_features, "mfcc": mfcc_features,  # (N, channels, length) from waveforms
+              "embedding": embedding_features}  # (N, 3 x 96)
+
+
+FRONT_END_CODE = {"embedding": (embedding_models, embedding_input, mel_windows, speech_embeddings, pooled)}
+CACHE_DIR = Path(__file__).parent / "models"  # training_features' cache (ignored by git)
 
 
 def recording_features(recipe: Recipe, waveforms: list[np.ndarray]) -> torch.Tensor:
     """recipe's network input for waveforms as helpers.read_wav returns them (8 kHz, any length)."""
     x = FRONT_ENDS[recipe.features](waveforms)
     return utterance_cmvn(x) if recipe.cmvn else x
+
+
+def save_atomic(value: object, file: Path) -> None:
+    """torch.save to `file` through a temporary file beside it and os.replace: never a half-written file."""
+    file.parent.mkdir(parents=True, exist_ok=True)
+    with tempfile.NamedTemporaryFile(dir=file.parent, prefix=f".{file.name}.", suffix=".partial",
+                                     delete=False) as staged:
+        try:
+            torch.save(value, staged)
+            staged.close()
+            os.replace(staged.name, file)
+        except BaseException:
+            Path(staged.name).unlink(missing_ok=True)
+            raise
+
+
+def front_end_source(recipe: Recipe) -> str:
+    """The source of the functions that turn waveforms into recipe's training and network input."""
+    functions = (recording_features, training_features, perturb_voice, FRONT_ENDS[recipe.features],
+                 *FRONT_END_CODE.get(recipe.features, ()))
+    return "\n".join(inspect.getsource(f) for f in functions)
+
+
+def training_features(recipe: Recipe, waveforms: list[np.ndarray], cache_dir: Path | None = CACHE_DIR,
+                      seed: int = 0) -> torch.Tensor:
+    """recording_features; with recipe.copies, (N, 1 + copies, ...): every recording and its perturb_voice
+    copies (seeded), kept in cache_dir under a fingerprint of the waveforms, the recipe's front end and code."""
+    if not recipe.copies:
+        return recording_features(recipe, waveforms)
+    digest = hashlib.sha256(f"{recipe.features} {recipe.cmvn} {recipe.copies} {seed}\n{front_end_source(recipe)}".encode())
+    for w in waveforms:
+        digest.update(np.ascontiguousarray(w, np.float32).tobytes())
+    file = cache_dir / f"features-{digest.hexdigest()[:16]}.pt" if cache_dir else None
+    if file and file.exists():
+        return torch.load(file)
+    rng = np.random.default_rng(seed)
+    x = torch.stack([recording_features(recipe, waveforms)] + [
+        recording_features(recipe, [perturb_voice(w, rng) for w in waveforms]) for _ in range(recipe.copies)], 1)
+    if file:
+        save_atomic(x, file)
+    return x
 
 
 class Ensemble(nn.Module):
@@ -375,20 +466,12 @@ class Ensemble(nn.Module):
         return torch.stack([member(x).softmax(1) for member in self.members]).mean(0).log()
 
 
-def train_network(recipe: Recipe, loader: AugmentedLoader, progress: tqdm) -> nn.Module:
-    """A new recipe.build() trained on loader's batches (AdamW, one-cycle schedule; as helpers.train)."""
+def train_network(recipe: Recipe, loader: AugmentedLoader) -> nn.Module:
+    """A new recipe.build() trained on loader's batches by helpers.train (AdamW, one-cycle schedule, float32 on
+    the CPU), in eval mode."""
     net = recipe.build()
-    optimizer = torch.optim.AdamW(net.parameters(), lr=recipe.lr, weight_decay=0.0, fused=True)
-    scheduler = torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=recipe.lr, epochs=recipe.epochs,
-                                                    steps_per_epoch=len(loader))
-    net.train()
-    for _ in range(recipe.epochs):
-        for X, y in loader:
-            optimizer.zero_grad()
-            nn.functional.cross_entropy(net(X), y).backward()
-            optimizer.step()
-            scheduler.step()
-        progress.update()
+    helpers.train(net, loader, None, recipe.epochs, recipe.lr, torch.device("cpu"), optimizer="adamw",
+                  schedule="onecycle", bf16=False, animate=False)
     return net.eval()
 
 
@@ -396,11 +479,10 @@ def fit(recipe: Recipe, x: torch.Tensor, y: torch.Tensor, seed: int = 0, progres
     """recipe's network trained on all of x, y from seed `seed` (with recipe.members > 1: an Ensemble of
     networks from seeds seed * members, seed * members + 1, ...), in eval mode."""
     loader = AugmentedLoader(torch.utils.data.TensorDataset(x, y), recipe.batch_size, recipe)
-    with tqdm(total=recipe.members * recipe.epochs, unit="epoch", disable=not progress) as bar:
-        nets = []
-        for member in range(recipe.members):
-            torch.manual_seed(seed * recipe.members + member)
-            nets.append(train_network(recipe, loader, bar))
+    nets = []
+    for member in tqdm(range(recipe.members), unit="network", disable=not progress):
+        torch.manual_seed(seed * recipe.members + member)
+        nets.append(train_network(recipe, loader))
     return nets[0] if recipe.members == 1 else Ensemble(nets).eval()
 
 
@@ -413,8 +495,10 @@ def predict_proba(net: nn.Module, x: torch.Tensor, batch_size: int = 256) -> tor
 
 def fit_predict(recipe: Recipe, x: torch.Tensor, y: torch.Tensor, train_idx: torch.Tensor,
                 test_idx: torch.Tensor, seed: int = 0) -> torch.Tensor:
-    """Train recipe's network on x[train_idx] from seed `seed`; its predicted digits for x[test_idx]."""
-    return predict_proba(fit(recipe, x[train_idx], y[train_idx], seed), x[test_idx]).argmax(1)
+    """Train recipe's network on x[train_idx] from seed `seed`; its predicted digits for x[test_idx]
+    (recordings only, without their copies)."""
+    net = fit(recipe, x[train_idx], y[train_idx], seed)
+    return predict_proba(net, x[test_idx, 0] if recipe.copies else x[test_idx]).argmax(1)
 
 
 def confusion_matrix(y_true: torch.Tensor, y_pred: torch.Tensor, classes: int = 10) -> torch.Tensor:
@@ -459,8 +543,6 @@ MFCC_CMVN = Recipe("build_net_mfcc_gap, per-utterance CMVN, delay <= 10 frames, 
                    build_net_mfcc_gap, epochs=30, lr=1e-3, cmvn=True, max_delay=10, masks=(2, 9))
 WAVEFORM = Recipe("build_net_waveform (M5, 64 channels), delay <= 1500 samples, speed 0.85-1.15, noise 10-40 dB",
                   "waveform", build_net_waveform, epochs=30, lr=3e-3, max_delay=1500, speed=0.15, snr_db=(10, 40))
-LOGMEL = Recipe("build_net_logmel_gap on trimmed log-mel (CMVN), delay <= 10 frames, SpecAugment masks", "logmel",
-                build_net_logmel_gap, epochs=30, lr=1e-3, max_delay=10, masks=(4, 10))
 
 RECIPES = {  # evaluated in full (evaluate_recipe)
     "mfcc_cmvn": MFCC_CMVN,
@@ -469,29 +551,14 @@ RECIPES = {  # evaluated in full (evaluate_recipe)
     "waveform": WAVEFORM,
     "filterbank": replace(WAVEFORM, about="build_net_filterbank (learned log filterbank), augmented as waveform",
                           build=build_net_filterbank, epochs=25),
+    "embedding": Recipe("build_net_embedding_head on Google's speech embedding (pretrained on far more speakers, "
+                        "frozen; mean, std and max of its 96 values every 20 ms), 8 perturb_voice copies of every "
+                        "recording (speed 0.85-1.15, spectral tilt, reverberation, noise 10-40 dB, gain, timing), "
+                        "an ensemble of 5", "embedding", build_net_embedding_head, epochs=30, lr=3e-3, batch_size=64,
+                        members=5, copies=8),
 }
 
-SCREENED = {  # screened on a few held-out speakers only (update_screening; results file, "screening")
-    "logmel_vtlp": replace(LOGMEL, about="logmel with VTLP 0.85-1.15 and tempo 0.9-1.1", vtlp=0.15, speed=0.1),
-    "logmel": LOGMEL,
-    "cepstral_vtlp": replace(LOGMEL, about="build_net_cepstral_gap (MFCCs + CMVN computed from the log-mel), "
-                             "VTLP 0.85-1.15, delay <= 10 frames, SpecAugment masks", build=build_net_cepstral_gap,
-                             vtlp=0.15),
-    "stretched": replace(LOGMEL, about="build_net_logmel_gap on trimmed log-mel (CMVN) stretched to 50 frames, "
-                         "VTLP 0.85-1.15, SpecAugment masks", features="logmel_stretched", max_delay=0,
-                         masks=(4, 5), vtlp=0.15),
-    "mfcc_vtlp": replace(MFCC_CMVN, about="build_net_mfcc_norm_gap (CMVN in the network), VTLP 0.85-1.15 in the "
-                         "cepstral domain, delay <= 10 frames, SpecAugment masks", build=build_net_mfcc_norm_gap,
-                         cmvn=False, vtlp=0.15),
-    "mfcc_tempo": replace(MFCC_CMVN, about="mfcc_cmvn with tempo 0.8-1.2 (the MFCC frames stretched or squeezed)",
-                          speed=0.2),
-    "mfcc_speech": replace(MFCC_CMVN, about="mfcc_cmvn with CMVN over the trimmed recording's own frames, before "
-                           "the zero padding", features="mfcc_speech", cmvn=False),
-    "mfcc_wide": replace(MFCC_CMVN, about="mfcc_cmvn with build_net_mfcc_gap(64): twice the channels",
-                         build=partial(build_net_mfcc_gap, 64)),
-}
-
-RECOGNIZER = "mfcc_cmvn_x3"  # the recipe tools/recognize.py trains on all 3,000 recordings
+RECOGNIZER = "embedding"  # the recipe tools/recognize.py trains on all 3,000 recordings
 
 
 # -----------------------------------------------------------------------------
@@ -548,9 +615,9 @@ def evaluate_sphinx(data: dict) -> dict:
 
 
 def speaker_independent_study(data_dir: str | os.PathLike, names: list[str]) -> dict:
-    """evaluate_recipe for each named recipe in RECIPES, on FSDD waveforms or MFCCs from data_dir."""
+    """evaluate_recipe for each named recipe in RECIPES, on its training_features of the recordings in data_dir."""
     data = load_fsdd(data_dir)
-    return {name: evaluate_recipe(RECIPES[name], recording_features(RECIPES[name], data["recordings"]), data["y"],
+    return {name: evaluate_recipe(RECIPES[name], training_features(RECIPES[name], data["recordings"]), data["y"],
                                   data["speakers"], data["indices"], SPLIT_SEED) for name in names}
 
 
@@ -590,10 +657,10 @@ def update_baseline(data_dir: str | os.PathLike, file: Path = RESULTS_FILE) -> d
 
 def update_screening(data_dir: str | os.PathLike, name: str, speakers: list[str],
                      file: Path = RESULTS_FILE) -> dict:
-    """Leave-one-speaker-out accuracy of recipe `name` (RECIPES or SCREENED) on the named held-out speakers
+    """Leave-one-speaker-out accuracy of recipe `name` (in RECIPES) on the named held-out speakers
     only, merged into `file` under screening/name."""
-    recipe, data, results = {**RECIPES, **SCREENED}[name], load_fsdd(data_dir), read_results(file)
-    x, y, start = recording_features(recipe, data["recordings"]), data["y"], time.perf_counter()
+    recipe, data, results = RECIPES[name], load_fsdd(data_dir), read_results(file)
+    x, y, start = training_features(recipe, data["recordings"]), data["y"], time.perf_counter()
     entry = results.setdefault("screening", {}).setdefault(name, {"about": recipe.about, "loso": {}})
     for speaker, train_idx, test_idx in speaker_folds(data["speakers"]):
         if speaker in speakers:

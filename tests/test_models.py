@@ -266,10 +266,11 @@ def test_fast_pooling_leaves_other_poolings_alone():
 
 
 def test_live_animator_redraws_at_most_every_interval(monkeypatch):
+    import IPython.display
     shown = []
-    monkeypatch.setattr(helpers.display, "display", lambda fig: shown.append(fig))
-    monkeypatch.setattr(helpers.display, "clear_output", lambda wait: None)
-    animator = helpers.LiveAnimator(legend=["loss", "acc"], interval=3600)
+    monkeypatch.setattr(IPython.display, "display", lambda fig: shown.append(fig))
+    monkeypatch.setattr(IPython.display, "clear_output", lambda wait: None)
+    animator = helpers.LiveAnimator("epoch", "value", ["loss", "acc"], [1, 4], interval=3600)
     for epoch in range(1, 4):
         animator.add(epoch, (1 / epoch, None if epoch == 2 else 0.5))
     assert shown == [] and animator.X == [[1, 2, 3], [1, 3]] and animator.Y == [[1, 0.5, 1 / 3], [0.5, 0.5]]

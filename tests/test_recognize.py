@@ -17,6 +17,7 @@ import numpy as np
 import pytest
 import torch
 from scipy.io import wavfile
+from scipy.signal import resample_poly
 from torch import nn
 
 import helpers
@@ -240,3 +241,44 @@ def test_fingerprints_are_the_same_in_a_fresh_process():
                           capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip() == str({name: recognize.recipe_fingerprint(r) for name, r in study.RECIPES.items()})
+
+
+def test_the_recognizer_imports_neither_d2l_nor_torchvision():
+    """Classifying with a saved model starts in seconds: d2l (and torchvision, pandas with it) stay unloaded."""
+    script = ("import importlib.util, sys\n"
+              "spec = importlib.util.spec_from_file_location('recognize', sys.argv[1])\n"
+              "recognize = importlib.util.module_from_spec(spec); spec.loader.exec_module(recognize)\n"
+              "print(sorted(m for m in ('d2l', 'd2l.torch', 'torchvision', 'pandas') if m in sys.modules))")
+    done = subprocess.run([sys.executable, "-c", script, str(ROOT / "tools" / "recognize.py")],
+                          capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0 and done.stdout.strip() == "[]", done.stdout + done.stderr
+
+
+def write_wav(file: Path, waveform: np.ndarray, rate: int, channels: int) -> Path:
+    """An 8 kHz waveform as a 16-bit wav at another sample rate and channel count."""
+    resampled = resample_poly(waveform, rate // 100, 80)
+    wavfile.write(file, rate, (np.stack([resampled] * channels, 1) * 32000).astype(np.int16))
+    return file
+
+
+def test_long_noisy_recordings_and_digit_sequences_of_a_held_out_speaker(tmp_path, capsys, recordings,
+                                                                          held_out_model, monkeypatch):
+    recipe, net, speaker = held_out_model
+    monkeypatch.setitem(study.RECIPES, "small", recipe)
+    monkeypatch.setattr(study, "RECOGNIZER", "small")
+    models = tmp_path / "models"
+    recognize.save_model(net, recognize.model_header("small"), models / "recognizer.pt")
+    rng = np.random.default_rng(3)
+    clip = lambda d: helpers.read_wav(recordings / f"{d}_{speaker}_{rng.integers(10, 50)}.wav")  # noqa: E731
+    singles, sequences = [2, 5, 8], [[4, 7, 1, 1], [0, 3, 9, 6]]
+    files = [write_wav(tmp_path / f"one_{d}.wav", study.assemble([clip(d)], rng, lead=(3, 5)), 44100, 2)
+             for d in singles]
+    files += [write_wav(tmp_path / f"pin_{''.join(map(str, s))}.wav", study.assemble([clip(d) for d in s], rng),
+                        16000, 1) for s in sequences]
+    status, lines, err = run(capsys, *files, "--models", models, "--data", tmp_path / "no-data")
+    assert status == 0 and err == "" and [line.split("\t")[0] for line in lines] == [str(f) for f in files]
+    read = [line.split("\t")[1] for line in lines]
+    assert all(len(digits) == 1 for digits in read[:3]) and all(len(digits) == 4 for digits in read[3:]), read
+    truth = "".join(map(str, singles)) + "".join("".join(map(str, s)) for s in sequences)
+    assert sum(a == b for a, b in zip("".join(read), truth)) >= 9, read  # 11 digits
+    assert all(0 < float(line.split("\t")[2]) <= 1 for line in lines)

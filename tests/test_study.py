@@ -6,7 +6,6 @@ import json
 import numpy as np
 import pytest
 import torch
-from python_speech_features.base import mel2hz
 
 import helpers
 import study
@@ -61,9 +60,7 @@ HEAD = conv(32, 32, 3) + conv(32, 64, 3) + conv(64, 64, 3) + conv(64, 128, 3) + 
     (study.build_net_waveform, (1, 6000), conv(1, 64, 80) + conv(64, 64, 3) + conv(64, 128, 3) + conv(128, 128, 3) + 1290),
     (study.build_net_filterbank, (1, 6000), 40 * 101 + conv(40, 32, 3) + HEAD),  # filters: no bias
     (study.build_net_mfcc_gap, (13, 74), conv(13, 32, 3) + HEAD),
-    (study.build_net_logmel_gap, (study.MELS, study.FRAMES), conv(study.MELS, 32, 3) + HEAD),
-    (study.build_net_cepstral_gap, (study.MELS, study.FRAMES), conv(13, 32, 3) + HEAD),  # the DCT: a buffer
-    (study.build_net_mfcc_norm_gap, (13, 74), conv(13, 32, 3) + HEAD),
+    (study.build_net_embedding_head, (288,), 2 * 288 + 288 * 256 + 256 + 256 * 10 + 10),  # batch norm, 2 linear
 ])
 def test_networks_map_inputs_to_ten_logits(build, shape, params):
     net = build().eval()
@@ -120,92 +117,12 @@ def test_augmented_loader_delays_every_signal_and_keeps_its_label():
     assert ((X[:, 0] > 0).sum(1) == 10).all()  # delayed, not cut
 
 
-def test_trim_silence_keeps_the_loud_part_and_a_margin():
-    waveform = np.zeros(8000, np.float32)
-    waveform[3000:4000] = 0.5  # hops 37.5-50 of 80 samples are loud
-    trimmed = study.trim_silence(waveform, margin=2)
-    assert len(trimmed) == (50 - 37 + 4) * study.HOP and np.abs(trimmed).sum() == 1000 * 0.5
-    assert study.trim_silence(np.zeros(100, np.float32)).size == 100  # silence is kept as it is
-
-
-def test_log_mel_puts_a_tone_in_the_band_of_its_frequency():
-    t = np.arange(8000) / helpers.SAMPLE_RATE
-    x = study.log_mel(np.sin(2 * np.pi * 1000 * t).astype(np.float32))
-    assert x.shape == (study.MELS, 1 + (8000 - study.NFFT) // study.HOP)
-    centres = mel2hz(study.MEL_POINTS[1:-1])
-    assert x.mean(1).argmax().item() == np.abs(centres - 1000).argmin()
-
-
-def test_logmel_features_have_a_fixed_size_and_zero_mean_speech():
-    word = (0.3 * np.random.default_rng(0).standard_normal(4000) * np.hanning(4000)).astype(np.float32)
-    x = study.logmel_features([word, np.zeros(10, np.float32), np.ones(20000, np.float32)])
-    assert x.shape == (3, study.MELS, study.FRAMES) and torch.isfinite(x).all()
-    speech = x[0, :, :(x[0] != 0).any(0).nonzero().max() + 1]  # the frames before the zero padding
-    torch.testing.assert_close(speech.mean(1), torch.zeros(study.MELS), atol=1e-4, rtol=0)
-
-
-def test_speech_mfcc_features_normalize_the_speech_before_padding():
-    word = (0.3 * np.random.default_rng(0).standard_normal(3000) * np.hanning(3000)).astype(np.float32)
-    x = study.speech_mfcc_features([word, np.zeros(5, np.float32), np.ones(20000, np.float32)])
-    assert x.shape == (3, 13, 74) and torch.isfinite(x).all()
-    speech = x[0, :, :(x[0] != 0).any(0).nonzero().max() + 1]  # the frames before the zero padding
-    assert speech.shape[1] < 40 and (x[0, :, speech.shape[1]:] == 0).all()
-    torch.testing.assert_close(speech.mean(1), torch.zeros(13), atol=1e-4, rtol=0)
-
-
-def test_stretched_logmel_features_last_equally_long():
-    rng = np.random.default_rng(0)
-    short, long = (0.3 * rng.standard_normal(n).astype(np.float32) for n in (2000, 9000))
-    x = study.stretched_logmel_features([short, long])
-    assert x.shape == (2, study.MELS, study.STRETCHED_FRAMES) and (x[:, :, -1] != 0).all()  # no padding
-    frames = study.utterance_cmvn(study.log_mel(study.trim_silence(long)))  # (MELS, ~110): squeezed to 50
-    torch.testing.assert_close(x[1, :, [0, -1]], frames[:, [0, -1]], atol=1e-4, rtol=0)  # first and last frames stay
-
-
-@pytest.mark.parametrize("factor", [0.85, 1.15])
-def test_warp_mels_moves_a_formant_by_the_factor(factor):
-    centres = mel2hz(study.MEL_POINTS[1:-1])
-    band = np.abs(centres - 1500).argmin()
-    x = torch.zeros(1, study.MELS, 5)
-    x[0, band] = 1  # one formant at ~1500 Hz in every frame
-    warped = study.warp_mels(x, torch.tensor([factor]))
-    assert warped.shape == x.shape
-    assert warped[0, :, 0].argmax().item() == np.abs(centres - factor * centres[band]).argmin()
-    # factor 1 keeps the spectrum: the band positions go through mel -> Hz -> mel in float32, so the
-    # weights are 0 and 1 only up to rounding (CPU-dependent); a band moved by one would differ by 1
-    torch.testing.assert_close(study.warp_mels(x, torch.tensor([1.0])), x, atol=1e-4, rtol=0)
-
-
-@pytest.mark.parametrize("factor", [0.85, 1.15])
-def test_warp_cepstra_moves_a_formant_of_mfcc_frames_by_the_factor(factor):
-    centres = mel2hz(study.MFCC_POINTS[1:-1])
-    bands = torch.zeros(study.MFCC_BANDS, 1)
-    bands[np.abs(centres - 1500).argmin()] = 1  # one formant at ~1500 Hz
-    dct = study.Cepstrum(13, study.MFCC_BANDS).dct
-    lifter = torch.diag(1 + 11 * torch.sin(torch.pi * torch.arange(13) / 22))
-    spectrum = lambda c: (dct.T @ lifter.inverse() @ c)[:, 0]  # smoothed band energies of cepstra (13, 1)
-    warped = study.warp_cepstra((lifter @ dct @ bands)[None], torch.tensor([factor]))[0]
-    peak = centres[np.abs(centres - 1500).argmin()]
-    assert spectrum(warped).argmax().item() == np.abs(centres - factor * peak).argmin()
-    x = torch.randn(2, 13, 74)
-    torch.testing.assert_close(study.warp_cepstra(x, torch.ones(2)), x, atol=1e-5, rtol=0)  # factor 1 keeps it
-    # c0, the log energy, is kept exactly on any CPU: its row of the matrix is (1, 0, ..., 0) by construction
-    assert torch.equal(study.warp_cepstra(x, torch.tensor([0.9, 1.1]))[:, 0], x[:, 0])
-
-
-def test_cepstrum_is_an_orthonormal_dct():
-    cepstrum = study.Cepstrum(study.MELS)
-    torch.testing.assert_close(cepstrum.dct @ cepstrum.dct.T, torch.eye(study.MELS), atol=1e-5, rtol=0)
-    flat = study.Cepstrum(13)(torch.full((2, study.MELS, 7), 3.0))  # the same energy in every band
-    assert flat.shape == (2, 13, 7) and flat[:, 1:].abs().max() < 1e-5 and flat[:, 0].allclose(torch.tensor(3.0 * study.MELS ** 0.5))
-
-
 def test_fit_learns_a_tiny_set_and_predict_proba_gives_probabilities():
     torch.manual_seed(0)
-    x, y = torch.randn(40, study.MELS, study.FRAMES), torch.arange(40) % 10
-    x[torch.arange(40), y] += 3  # digit d: band d is loud
-    recipe = study.Recipe("test", "logmel", study.build_net_logmel_gap, epochs=8, lr=1e-2, batch_size=8,
-                          vtlp=0.1, masks=(2, 5), members=2)
+    x, y = torch.randn(40, 13, 74), torch.arange(40) % 10
+    x[torch.arange(40), y] += 3  # digit d: coefficient d is high
+    recipe = study.Recipe("test", "mfcc", study.build_net_mfcc_gap, epochs=8, lr=1e-2, batch_size=8,
+                          masks=(2, 5), members=2)
     net = study.fit(recipe, x, y, seed=3)
     assert isinstance(net, study.Ensemble) and len(net.members) == 2 and not net.training
     p = study.predict_proba(net, x)
@@ -222,10 +139,8 @@ def test_fit_is_reproducible_from_its_seed():
 
 def test_recording_features_give_every_recipe_its_input_shape():
     waveforms = [np.zeros(3000, np.float32), 0.1 * np.random.default_rng(0).standard_normal(9000).astype(np.float32)]
-    shapes = {"waveform": (2, 1, study.SIZE), "mfcc": (2, 13, 74), "mfcc_speech": (2, 13, 74),
-              "logmel": (2, study.MELS, study.FRAMES),
-              "logmel_stretched": (2, study.MELS, study.STRETCHED_FRAMES)}
-    for recipe in {**study.RECIPES, **study.SCREENED}.values():
+    shapes = {"waveform": (2, 1, study.SIZE), "mfcc": (2, 13, 74), "embedding": (2, 288)}
+    for recipe in study.RECIPES.values():
         x = study.recording_features(recipe, waveforms)
         assert x.shape == shapes[recipe.features] and x.dtype == torch.float32
     assert study.RECOGNIZER in study.RECIPES
@@ -251,11 +166,11 @@ def test_results_file_has_the_schema_the_notebook_reads():
         assert correct == pytest.approx(r["loso_mean"], abs=1e-4), name
 
 
-def test_results_file_holds_every_screened_recipe():
+def test_results_file_describes_every_screened_recipe():
     screening = json.loads(study.RESULTS_FILE.read_text())["screening"]
-    assert list(screening) == list(study.SCREENED)  # in the order they were tried
-    for name, entry in screening.items():
-        assert entry["about"] == study.SCREENED[name].about and set(entry["loso"]) <= set(SPEAKERS)
+    assert len(screening) >= 8  # the recipes screened before the code of the unpromising ones was removed
+    for entry in screening.values():
+        assert entry["about"] and entry["loso"] and set(entry["loso"]) <= set(SPEAKERS)
 
 
 def test_results_file_holds_the_pocketsphinx_baseline():
@@ -295,3 +210,90 @@ def test_update_results_merges_each_recipe_into_the_file(tmp_path, monkeypatch):
     assert list(results["recipes"]) == ["mfcc_cmvn", "waveform", "filterbank"]  # in RECIPES order, old kept
     assert results["seconds"] == 9 and json.loads(file.read_text()) == results
     assert not file.with_suffix(".partial").exists()
+
+
+def clip(recordings, name: str) -> np.ndarray:
+    """One FSDD recording as helpers.read_wav returns it."""
+    return helpers.read_wav(recordings / name)
+
+
+def test_speech_embeddings_give_96_values_every_20_ms(recordings):
+    short, long = np.zeros(2000, np.float32), np.zeros(24000, np.float32)  # 0.25 s, 3 s
+    short[500:1500] = clip(recordings, "4_jackson_0.wav")[:1000]
+    embeddings = study.speech_embeddings([short, long])
+    assert embeddings[0].shape == (11, 96)  # 1 s: 97 frames of 10 ms, a window of 76 every 2
+    assert study.mel_windows(study.embedding_input(short)).shape == (11, 76, 32, 1)
+    assert len(embeddings[1]) > 3 * len(embeddings[0]) and np.isfinite(embeddings[1]).all()
+    assert np.abs(embeddings[0] - embeddings[1][:len(embeddings[0])]).max() > 1  # speech differs from silence
+
+
+def test_embedding_input_centres_the_clip_in_a_second_at_16_khz():
+    x = study.embedding_input(np.full(4000, 0.5, np.float32))  # 0.5 s at 8 kHz
+    assert x.shape == (16000,) and x.dtype == np.float32
+    loud = np.flatnonzero(np.abs(x) > 1000)
+    assert abs(loud[0] - 4000) < 20 and abs(loud[-1] - 12000) < 20 and abs(x[8000] / 32767 - 0.5) < 0.01
+    assert len(study.embedding_input(np.zeros(12000, np.float32))) == 24000  # longer clips: not cut
+
+
+def test_perturb_voice_changes_pace_loudness_and_padding_reproducibly(recordings):
+    x = clip(recordings, "7_lucas_3.wav")
+    one, again = (study.perturb_voice(x, np.random.default_rng(5), speed=0.15) for _ in range(2))
+    assert np.array_equal(one, again) and one.dtype == np.float32 and np.abs(one).max() <= 1
+    lengths = [len(study.perturb_voice(x, np.random.default_rng(seed), speed=0.15)) for seed in range(20)]
+    assert len(x) / 1.15 - 2 <= min(lengths) and max(lengths) <= len(x) / 0.85 + 0.3 * helpers.SAMPLE_RATE + 2
+    assert len(set(lengths)) > 10
+
+
+def test_speech_segments_find_each_digit_of_an_assembled_recording(recordings):
+    clips = [clip(recordings, f"{d}_george_{i}.wav") for d, i in [(4, 1), (7, 2), (1, 3), (1, 4)]]
+    rng = np.random.default_rng(0)
+    for _ in range(5):
+        x = study.assemble(clips, rng)
+        segments = study.speech_segments(x)
+        assert len(segments) == 4, segments
+        assert all(b - a >= 0.1 * helpers.SAMPLE_RATE for a, b in segments)
+
+
+def test_one_digit_in_a_long_noisy_recording_is_one_segment(recordings):
+    x, rate = clip(recordings, "6_nicolas_20.wav"), helpers.SAMPLE_RATE
+    recording = study.assemble([x], np.random.default_rng(1), lead=(3, 4), snr_db=(15, 15))
+    [(start, end)] = study.speech_segments(recording)
+    assert 2.9 * rate < start and end < 4.1 * rate + len(x) and end - start <= len(x) + 0.15 * rate  # margins
+    assert study.speech_segments(np.zeros(8000, np.float32)) == []  # silence: nothing spoken
+    assert len(study.spoken_parts(np.zeros(8000, np.float32))) == 1  # read as one digit anyway
+
+
+def test_training_features_hold_every_copy_and_are_cached(tmp_path, monkeypatch):
+    waveforms = [0.1 * np.random.default_rng(i).standard_normal(3000 + 500 * i).astype(np.float32) for i in range(3)]
+    recipe = study.Recipe("test", "mfcc", study.build_net_mfcc_gap, epochs=1, lr=1e-3, copies=2)
+    x = study.training_features(recipe, waveforms, tmp_path)
+    assert x.shape == (3, 3, 13, 74) and torch.equal(x[:, 0], study.recording_features(recipe, waveforms))
+    assert not torch.equal(x[:, 1], x[:, 0]) and not torch.equal(x[:, 1], x[:, 2])
+    assert len(list(tmp_path.glob("features-*.pt"))) == 1 and not list(tmp_path.glob(".*partial"))
+    monkeypatch.setattr(study, "mfcc_frames", None)  # the cached features are loaded, not computed
+    assert torch.equal(study.training_features(recipe, waveforms, tmp_path), x)
+    with pytest.raises(TypeError):  # other recordings are not in the cache: computed (without mfcc_frames)
+        study.training_features(recipe, [2 * w for w in waveforms], tmp_path)
+
+
+def test_augmented_loader_draws_one_copy_per_recording():
+    torch.manual_seed(0)
+    x = torch.arange(3.0).view(1, 3, 1).repeat(64, 1, 1)  # copy k of every recording holds the value k
+    recipe = study.Recipe("test", "embedding", study.build_net_embedding_head, epochs=1, lr=1e-3, copies=2)
+    X = torch.cat([X for X, _ in study.AugmentedLoader(torch.utils.data.TensorDataset(x, torch.arange(64)), 16, recipe)])
+    assert X.shape == (64, 1) and set(X[:, 0].tolist()) == {0.0, 1.0, 2.0}
+
+
+def test_read_digits_reads_sequences_of_a_held_out_speaker(recordings, held_out_model):
+    recipe, net, speaker = held_out_model
+    rng = np.random.default_rng(0)
+    truths = [[int(d) for d in rng.integers(0, 10, 4)] for _ in range(5)]
+    sequences = [study.assemble([clip(recordings, f"{d}_{speaker}_{rng.integers(10, 50)}.wav") for d in truth], rng)
+                 for truth in truths]
+    read = study.read_digits(net, recipe, sequences)
+    assert all(len(digits) == 4 and 0 <= p <= 1 for digits, p in read)
+    correct = sum(a == b for (digits, _), truth in zip(read, truths) for a, b in zip(digits, truth))
+    assert correct >= 0.8 * 20, read
+    _, p = read[0]
+    single = study.read_digits(net, recipe, [clip(recordings, f"{truths[0][0]}_{speaker}_20.wav")])
+    assert len(single[0][0]) == 1 and p < 1  # one digit stays one; a sequence's probability is a product

@@ -1,20 +1,24 @@
-"""Say which digit (0-9) is spoken in wav files: the study's best unseen-speaker model.
+"""Say which digits (0-9) are spoken in wav files: the study's best unseen-speaker model.
 
     python tools/recognize.py my_seven.wav other/recordings/      # files and folders, any mix
     python tools/recognize.py --retrain my_seven.wav              # train the model afresh first
 
-Prints one line per readable file, tab-separated: the path, the predicted digit and its probability,
-e.g. "my_seven.wav<TAB>7<TAB>0.983". A folder stands for its .wav files (any case, sorted, hidden
-ones skipped); its subfolders are not searched: pass them too (e.g. recordings/*/). Any sample rate,
-mono or stereo, 8-32 bit integer or float wavs are read (helpers.read_wav).
+Prints one line per readable file, tab-separated: the path, the digits spoken in it and the probability
+of that reading, e.g. "my_seven.wav<TAB>7<TAB>0.983" or "pin.wav<TAB>4711<TAB>0.912". A recording may
+be of any length: its spoken parts are found by their loudness (study.speech_segments: silence and
+steady room noise before, between and after them are skipped; pauses under 0.2 s do not split a
+digit) and each part is read as one digit. The probability is the product of the digits' own
+probabilities (the highest of each part's ten), the model's probability of the whole sequence if the
+parts are right and independent. A folder stands for its .wav files (any case, sorted, hidden ones
+skipped); its subfolders are not searched: pass them too (e.g. recordings/*/). Any sample rate, mono
+or stereo, 8-32 bit integer or float wavs are read (helpers.read_wav).
 
 The model is study.RECIPES[study.RECOGNIZER] trained on all 3,000 FSDD recordings. The first run
 downloads FSDD into --data (set FSDD_SOURCE to a local archive to skip the download) and trains it,
-which takes minutes (a progress bar shows the epochs), then saves it as --models/recognizer.pt;
-later runs load it in seconds. A model file that is unreadable, or was trained with another
-recipe, recipe definition or file format, is retrained with a message; so is any with --retrain.
-Changes inside the functions that the recipe's front end (study.FRONT_ENDS) calls are not
-detected: use --retrain after editing them.
+which takes minutes (the embeddings of the recordings and their perturbed copies, kept in --models
+for later trainings, then the network), and saves it as --models/recognizer.pt; later runs load it in
+seconds. A model file that is unreadable, or was trained with another recipe, recipe definition, front
+end or file format, is retrained with a message; so is any with --retrain.
 
 Exit status: 0 every file was classified; 1 some files could not be read (each is reported on
 stderr as "error: <file> ...", the others are still classified); 2 nothing was classified: a path
@@ -26,9 +30,7 @@ import argparse
 import dataclasses
 import hashlib
 import inspect
-import os
 import sys
-import tempfile
 from pathlib import Path
 
 import torch
@@ -82,10 +84,9 @@ def files_to_classify(paths: list[Path]) -> list[Path]:
 
 def recipe_fingerprint(recipe: study.Recipe) -> str:
     """sha256 of what the model depends on: the recipe's fields (functions by their source), the
-    network's layers and the source of study.recording_features and of the recipe's front end."""
+    network's layers and the source of the recipe's front end (study.front_end_source)."""
     fields = [f"{field.name}={_describe(getattr(recipe, field.name))}" for field in dataclasses.fields(recipe)]
-    sources = [inspect.getsource(f) for f in (study.recording_features, study.FRONT_ENDS[recipe.features])]
-    text = "\n".join([*fields, repr(build_model(recipe)), *sources])
+    text = "\n".join([*fields, repr(build_model(recipe)), study.front_end_source(recipe)])
     return hashlib.sha256(text.encode()).hexdigest()
 
 
@@ -125,26 +126,18 @@ def load_model(file: Path, header: dict) -> nn.Module | None:
 
 
 def save_model(net: nn.Module, header: dict, file: Path) -> None:
-    """Write the network and its header to `file` atomically (a temp file, then os.replace)."""
-    file.parent.mkdir(parents=True, exist_ok=True)
-    with tempfile.NamedTemporaryFile(dir=file.parent, prefix=f".{file.name}.", suffix=".partial",
-                                     delete=False) as staged:
-        try:
-            torch.save({**header, "state_dict": net.state_dict()}, staged)
-            staged.close()
-            os.replace(staged.name, file)
-        except BaseException:
-            Path(staged.name).unlink(missing_ok=True)
-            raise
+    """Write the network and its header to `file` atomically (study.save_atomic)."""
+    study.save_atomic({**header, "state_dict": net.state_dict()}, file)
 
 
-def train_model(name: str, data_dir: Path) -> nn.Module:
-    """study.fit of recipe `name` on all FSDD recordings (downloaded into data_dir if missing)."""
+def train_model(name: str, data_dir: Path, models_dir: Path) -> nn.Module:
+    """study.fit of recipe `name` on all FSDD recordings (downloaded into data_dir if missing); the
+    features of the recordings and their copies are cached in models_dir (study.training_features)."""
     recipe = study.RECIPES[name]
     files = helpers.list_recordings(helpers.download_fsdd(data_dir))
     print(f"Training the recognizer ({name}) on {len(files):,} FSDD recordings; this takes minutes once.",
           file=sys.stderr)
-    x = study.recording_features(recipe, [helpers.read_wav(f) for f in files])
+    x = study.training_features(recipe, [helpers.read_wav(f) for f in files], models_dir)
     y = torch.tensor([helpers.parse_file_name(f)[0] for f in files])
     return study.fit(recipe, x, y, seed=0, progress=True)
 
@@ -155,7 +148,7 @@ def recognizer(models_dir: Path, data_dir: Path, retrain: bool = False) -> nn.Mo
     file = models_dir / MODEL_FILE
     net = None if retrain else load_model(file, header)
     if net is None:
-        net = train_model(study.RECOGNIZER, data_dir)
+        net = train_model(study.RECOGNIZER, data_dir, models_dir)
         try:
             save_model(net, header, file)
             print(f"Saved the recognizer to {file}.", file=sys.stderr)
@@ -168,8 +161,7 @@ def recognizer(models_dir: Path, data_dir: Path, retrain: bool = False) -> nn.Mo
 # Classifying
 
 def classify(net: nn.Module, files: list[Path]) -> int:
-    """Print path, digit and probability for every readable file; return how many could not be read."""
-    recipe = study.RECIPES[study.RECOGNIZER]
+    """Print path, digits and probability for every readable file; return how many could not be read."""
     readable, waveforms, failed = [], [], 0
     for file in files:
         try:
@@ -179,9 +171,9 @@ def classify(net: nn.Module, files: list[Path]) -> int:
             print(f"error: {err}", file=sys.stderr)
             failed += 1
     if readable:
-        probability, digit = study.predict_proba(net, study.recording_features(recipe, waveforms)).max(1)
-        for file, p, d in zip(readable, probability.tolist(), digit.tolist()):
-            print(f"{file}\t{d}\t{p:.3f}")
+        for file, (digits, probability) in zip(readable, study.read_digits(net, study.RECIPES[study.RECOGNIZER],
+                                                                           waveforms)):
+            print(f"{file}\t{''.join(map(str, digits))}\t{probability:.3f}")
     return failed
 
 
@@ -202,10 +194,10 @@ def main(argv: list[str] | None = None) -> int:
         files = files_to_classify(args.paths)
         helpers.set_threads()
         net = recognizer(args.models, args.data, args.retrain)
-    except (UsageError, helpers.FSDDError) as err:
+        return 1 if classify(net, files) else 0
+    except (UsageError, helpers.FSDDError) as err:  # e.g. openwakeword missing: the front end cannot run
         print(f"error: {err}", file=sys.stderr)
         return 2
-    return 1 if classify(net, files) else 0
 
 
 if __name__ == "__main__":

@@ -13,7 +13,10 @@ held-out speakers and stores them under "screening". Reads the recordings like t
 mfcc_cmvn (7.7 min), waveform (21.6) and filterbank (12.0) were trained with 2 threads
 (OMP_WAIT_POLICY=PASSIVE) on 2 CPU cores partly shared with other jobs; mfcc_cmvn_x3 (16.9) and the
 screenings with 1 thread (A3_THREADS=1, taskset -c 1) on one core (shared at times with test runs,
-which inflated some screenings' "seconds per fold"); each recipe's "seconds" is stored. `A3_STUDY=1` makes the notebook run the same code first.
+which inflated some screenings' "seconds per fold"); embedding (6.9 min) with 1 thread, niced, on a core
+shared with other work, from its cached features (study.training_features: the speech embeddings of
+the recordings and their 8 copies each, 8.7 min once, kept in models/). Each recipe's "seconds" is
+stored. `A3_STUDY=1` makes the notebook run the same code first.
 """
 from __future__ import annotations
 

@@ -669,7 +669,7 @@ def channels_last(net: nn.Module) -> nn.Module:
 class _PairMean(torch.autograd.Function):
     """AvgPool1d(kernel_size=2, stride=2) as the mean of the even and odd samples: the same values and
     gradients, in one pass over memory that keeps the input's layout (PyTorch's CPU pooling is slow on
-    channels-last activations, 2x slower in its backward in bfloat16)."""
+    channels-last activations, its backward most: benchmarks/README.md)."""
 
     @staticmethod
     def forward(ctx, x: torch.Tensor) -> torch.Tensor:  # x (N, C, L) -> (N, C, L // 2)

@@ -744,15 +744,16 @@ class LiveAnimator:
         self.X, self.Y, self.fmts = None, None, fmts
         self.interval, self.drawn = interval, time.perf_counter()
 
-    def add(self, x: float, y: tuple) -> None:
-        """Add the point (x, y[i]) to line i (None: no point), and redraw if the last redraw is old enough."""
+    def add(self, x: float, y: tuple, last: bool = False) -> None:
+        """Add the point (x, y[i]) to line i (None: no point); redraw if it is the `last` point or the last
+        redraw is old enough."""
         self.X = self.X or [[] for _ in y]
         self.Y = self.Y or [[] for _ in y]
         for xs, ys, value in zip(self.X, self.Y, y):
             if value is not None:
                 xs.append(x)
                 ys.append(value)
-        if time.perf_counter() - self.drawn >= self.interval:
+        if last or time.perf_counter() - self.drawn >= self.interval:
             self.draw()
 
     def draw(self) -> None:
@@ -862,9 +863,7 @@ def train(net: nn.Module, train_iter, test_iter, num_epochs: int, lr: float,
         report_progress(title or type(net).__name__, len(history), len(done) + num_epochs)
         if animator:
             tick = time.perf_counter()
-            animator.add(len(history), (train_l, train_acc, test_acc))
-            if epoch == num_epochs - 1:
-                animator.draw()
+            animator.add(len(history), (train_l, train_acc, test_acc), last=epoch == num_epochs - 1)
             timing["plot"] += time.perf_counter() - tick
     if animate:
         print(f'loss {train_l:.3f}, train acc {train_acc:.3f}, '

@@ -276,9 +276,11 @@ def test_live_animator_redraws_at_most_every_interval(monkeypatch):
     assert shown == [] and animator.X == [[1, 2, 3], [1, 3]] and animator.Y == [[1, 0.5, 1 / 3], [0.5, 0.5]]
     animator.draw()
     assert shown == [animator.fig] and len(animator.axes[0].lines) == 2
-    animator.interval = 0
-    animator.add(4, (0.2, 0.6))
+    animator.add(4, (0.2, 0.6), last=True)  # the last point is always drawn, once
     assert len(shown) == 2
+    animator.interval = 0
+    animator.add(5, (0.1, 0.7))
+    assert len(shown) == 3
 
 
 def test_train_resumes_a_plain_sgd_run():

@@ -17,16 +17,13 @@ from pathlib import Path
 import nbformat
 
 ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "scripts"))
+from execute_notebook import committed_seconds  # noqa: E402  (a cell's seconds, as the runner's estimates use)
 
 
 def stamp(cell, event: str) -> datetime:
     """When `event` ('iopub.execute_input' or 'shell.execute_reply') happened for a code cell."""
     return datetime.fromisoformat(cell.metadata["execution"][event].rstrip("Z"))
-
-
-def cell_seconds(cell) -> float:
-    """Seconds from a code cell's start to its reply."""
-    return (stamp(cell, "shell.execute_reply") - stamp(cell, "iopub.execute_input")).total_seconds()
 
 
 def label(cell) -> str:
@@ -43,8 +40,8 @@ def report(notebook: Path, top: int = 8) -> None:
         sys.exit(f"{notebook} holds no execution timings: run ./export_pdf.sh (or pass --run) first")
     seconds = (stamp(cells[-1], "shell.execute_reply") - stamp(cells[0], "iopub.execute_input")).total_seconds()
     print(f"{notebook.name}: {seconds:.1f} s of kernel time, {len(cells)} code cells")
-    for cell in sorted(cells, key=cell_seconds, reverse=True)[:top]:
-        print(f"{cell_seconds(cell):7.1f} s  {label(cell)}")
+    for cell in sorted(cells, key=committed_seconds, reverse=True)[:top]:
+        print(f"{committed_seconds(cell):7.1f} s  {label(cell)}")
 
 
 def main() -> None:

@@ -328,25 +328,32 @@ def test_mixed_precision_runs_convolutions_in_bfloat16_only_when_enabled():
         assert torch.is_autocast_enabled("cpu") == helpers.native_bf16(CPU)
 
 
+def test_test_noise_is_two_standard_errors():
+    assert helpers.test_noise(0.5, 1000) == pytest.approx(2 * 0.5 / 1000 ** 0.5)
+    assert helpers.test_noise(0.56, 1000) == pytest.approx(0.0314, abs=1e-4)  # the given run: 3 points
+    assert helpers.test_noise(1.0, 1000) == 0.0
+
+
 def test_converged_verdicts():
-    def result(test_accs, losses=None, train_acc=0.9, schedule=None):
-        losses = losses or [0.5] * len(test_accs)
-        return helpers.TrainResult(losses[-1], train_acc, test_accs[-1], 1.0, 0.01,
-                                   [(loss, train_acc, acc) for loss, acc in zip(losses, test_accs)], schedule)
-    assert helpers.converged(result([0.1] * 8, train_acc=0.1)) == "no (chance)"
-    assert helpers.converged(result([0.5] * 3)) == "no (too few epochs)"
-    rising = [0.3, 0.5, 0.6, 0.7, 0.75, 0.8, 0.85, 0.9]  # windows of 2: 0.875 against 0.775
-    assert helpers.converged(result(rising)) == "no (test +0.100)"
-    assert helpers.converged(result([0.8] * 6 + [0.7, 0.7])) == "no (test -0.100)"
-    assert helpers.converged(result([0.3, 0.5, 0.6, 0.7, 0.83, 0.84, 0.85, 0.84])) == "yes"
-    falling = [2.0, 1.5, 1.2, 1.0, 0.9, 0.8, 0.76, 0.7]  # the loss still falls while the test accuracy is flat
-    assert helpers.converged(result([0.8] * 8, falling)) == "no (loss -0.12)"
-    assert helpers.converged(result([0.8] * 8, [2.0, 1.0, 0.5, 0.1, 0.05, 0.04, 0.035, 0.03])) == "yes"
-    # a fitted training set: the loss falls only as the outputs grow
-    assert helpers.converged(result([0.6] * 8, [2.0, 1.0, 0.5, 0.3, 0.2, 0.15, 0.1, 0.08], train_acc=1.0)) == "yes"
-    assert helpers.converged(result([0.6] * 8, falling, train_acc=0.99)) == "no (loss -0.12)"
-    noisy = [0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 0.9, 0.8, 0.88, 0.8, 0.9, 0.87]  # epoch-to-epoch noise, flat means
-    assert helpers.converged(result(noisy)) == "yes"
+    def result(test_accs, train_acc=0.9):
+        return helpers.TrainResult(0.5, train_acc, test_accs[-1], 1.0, 0.01,
+                                   [(0.5, train_acc, acc) for acc in test_accs])
+    n = 1000  # noise at p = 0.8: 2 * sqrt(0.8 * 0.2 / 1000) = 0.025
+    assert helpers.converged(result([0.1] * 9, train_acc=0.1), test_size=n) == "no (chance)"
+    assert helpers.converged(result([0.5] * 8), test_size=n) == "no (too few epochs)"
+    # the last third (3 of 9 epochs) rises 0.05 per epoch: +0.100 over it, 4 times the noise
+    assert helpers.converged(result([0.3, 0.5, 0.6, 0.65, 0.7, 0.75, 0.7, 0.75, 0.8]), test_size=n) == \
+        "no (+0.100, noise 0.025)"
+    # a steep rise before the last third does not count; a flat end does
+    assert helpers.converged(result([0.1, 0.2, 0.4, 0.6, 0.79, 0.8, 0.8, 0.8, 0.8]), test_size=n) == \
+        "yes (+0.000, noise 0.025)"
+    # epoch-to-epoch noise around a flat line: the fitted line moves little
+    noisy = [0.4, 0.6, 0.7, 0.8, 0.82, 0.78, 0.81, 0.79, 0.8, 0.78, 0.82, 0.8]
+    assert helpers.converged(result(noisy), test_size=n).startswith("yes")
+    # the same change is noise on 100 test recordings but not on 10,000
+    slow = [0.5, 0.6, 0.7, 0.75, 0.76, 0.77, 0.78, 0.79, 0.8]
+    assert helpers.converged(result(slow), test_size=100).startswith("yes")
+    assert helpers.converged(result(slow), test_size=10_000).startswith("no")
 
 
 def test_converged_judges_a_scheduled_run_by_a_longer_one():
@@ -354,11 +361,12 @@ def test_converged_judges_a_scheduled_run_by_a_longer_one():
         return helpers.TrainResult(0.1, 0.9, test_accs[-1], 1.0, 0.01, [(0.1, 0.9, a) for a in test_accs], "onecycle")
     short = run([0.5, 0.8, 0.85, 0.86])
     with pytest.raises(ValueError, match="twice as long"):
-        helpers.converged(short)  # its flat end says nothing: the learning rate went to zero
+        helpers.converged(short, test_size=1000)  # its flat end says nothing: the learning rate went to zero
     with pytest.raises(ValueError, match="twice as long"):
-        helpers.converged(short, longer=run([0.5, 0.8, 0.85, 0.9, 0.9]))
-    assert helpers.converged(short, longer=run([0.5] * 7 + [0.87])) == "yes (2x +0.010)"
-    assert helpers.converged(short, longer=run([0.5] * 7 + [0.91])) == "no (2x +0.050)"
+        helpers.converged(short, longer=run([0.5, 0.8, 0.85, 0.9, 0.9]), test_size=1000)
+    # noise at p = 0.86: 2 * sqrt(0.86 * 0.14 / 1000) = 0.022
+    assert helpers.converged(short, longer=run([0.5] * 7 + [0.87]), test_size=1000) == "yes (2x +0.010, noise 0.022)"
+    assert helpers.converged(short, longer=run([0.5] * 7 + [0.91]), test_size=1000) == "no (2x +0.050, noise 0.022)"
 
 
 def test_markdown_table():

@@ -31,6 +31,7 @@ import numpy as np
 import torch
 from scipy.io import wavfile
 from scipy.signal import resample_poly
+from scipy.stats import theilslopes
 from torch import nn
 
 # Fast mode, for the test suite (A3_FAST=1): train() runs every epoch as called, but on the first
@@ -150,10 +151,10 @@ def compute_receptive_field(network: nn.Sequential, input_size=(15, 15),
 def plot_receptive_field(network: nn.Sequential, input_size=(15, 15), binary: bool = True) -> None:
     """Plot the receptive field of one output pixel at the input of every layer."""
     receptive_fields = compute_receptive_field(network, input_size, binary)
-    # one row of panels, or two rows for more than four (each panel stays 1.8 inches wide)
+    # one row of panels, or two rows for more than four (each panel stays 1.5 inches wide)
     columns = len(receptive_fields) if len(receptive_fields) <= 4 else math.ceil(len(receptive_fields) / 2)
     rows = math.ceil(len(receptive_fields) / columns)
-    plt.figure(figsize=(1.8 * columns, 1.9 * rows))
+    plt.figure(figsize=(1.5 * columns, 1.6 * rows))
     for idx, receptive_field in enumerate(receptive_fields):
         plt.subplot(rows, columns, idx + 1)
         height, width = receptive_field.shape[2], receptive_field.shape[3]
@@ -906,8 +907,9 @@ def converged(result: TrainResult, longer: TrainResult | None = None, *, test_si
     """Verdict on a run, 'yes (...)' or 'no (...)', with the change that decided it and the noise.
 
     A run has converged if its test accuracy no longer changes beyond the test set's noise (two
-    standard errors, see test_noise): over the last third of its epochs, a straight line fitted to
-    the test accuracy moves by less than that. A one-cycle run ends flat whatever the network does
+    standard errors, see test_noise): over the last third of its epochs, a straight line through the
+    test accuracy moves by less than that (the median slope between every two epochs, Theil-Sen, so
+    one epoch's dip does not tilt it). A one-cycle run ends flat whatever the network does
     (its learning rate goes to zero), so it is judged by `longer`, the same recipe trained twice as
     long: converged if that changes the test accuracy by less than the noise. A run that learned
     nothing (train accuracy under twice `chance`) has not converged.
@@ -924,8 +926,7 @@ def converged(result: TrainResult, longer: TrainResult | None = None, *, test_si
         if window < 3:
             return "no (too few epochs)"
         test_accs = [test_acc for _, _, test_acc in result.history[-window:]]
-        slope = np.polyfit(np.arange(window), test_accs, 1)[0]
-        change, label = slope * (window - 1), ""
+        change, label = theilslopes(test_accs).slope * (window - 1), ""
     return f"{'yes' if abs(change) < noise else 'no'} ({label}{change:+.3f}, noise {noise:.3f})"
 
 

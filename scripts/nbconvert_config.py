@@ -10,6 +10,7 @@ c.SVG2PDFPreprocessor.command = ["rsvg-convert", "-f", "pdf", "-o", "{to_filenam
 # LaTeX template: nbconvert's own, with unnumbered sections (scripts/templates/assignment).
 c.TemplateExporter.extra_template_basedirs = [str(Path(__file__).parent / "templates")]
 c.LatexExporter.template_name = "assignment"
-# Answers rendered from computed values: the PDF shows the answer, not the code that writes it.
+# Answers rendered from computed values, and bookkeeping (tables of runs, the appendix's reading of
+# stored results): the PDF shows what they output, not the code that writes it.
 c.TagRemovePreprocessor.enabled = True
-c.TagRemovePreprocessor.remove_input_tags = {"answer"}
+c.TagRemovePreprocessor.remove_input_tags = {"answer", "hide-input"}

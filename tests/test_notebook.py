@@ -16,16 +16,19 @@ import json
 facts = {name: helpers.parameter_count(build()) for name, build in
          [("build_net", build_net), ("build_net_dropout", build_net_dropout),
           ("build_net_batchnorm", build_net_batchnorm), ("build_resnet", build_resnet),
-          ("build_net_mfcc", build_net_mfcc)]}
+          ("build_plain_net", build_plain_net), ("build_net_mfcc", build_net_mfcc)]}
 facts["flatten"] = dict(helpers.shape_trace(build_net(), (1, 6000)))["Flatten"][0]
 facts["outputs"] = [list(build().eval()(x).shape) for build, x in
                     [(build_net, data.x[:2]), (build_net_dropout, data.x[:2]), (build_net_batchnorm, data.x[:2]),
-                     (build_resnet, data.x[:2]), (build_net_mfcc, data_mfcc.x[:2])]]
+                     (build_resnet, data.x[:2]), (build_plain_net, data.x[:2]), (build_net_mfcc, data_mfcc.x[:2])]]
+shortcuts = [layer.conv3 for layer in build_resnet() if isinstance(layer, Residual)]
+facts["shortcut_parameters"] = sum(helpers.parameter_count(conv) for conv in shortcuts)
 facts["data"] = [list(data.x.shape), list(data_mfcc.x.shape), train_count, len(test)]
-facts["runs"] = [row["Experiment"] for row in runs]
-facts["as_given"] = [len(base_sgd.history), base_sgd.lr]
+facts["runs"] = [row["run"] for row in runs]
+facts["as_given"] = [[len(r.history), r.lr] for r in (base_sgd, dropout, batchnorm)]
 print(json.dumps(facts))
 """
+HIDDEN_INPUT = {"answer", "hide-input"}  # scripts/nbconvert_config.py: the PDF shows only their output
 SENTENCE_END = re.compile(r"[.!?](?=\s+[A-Z(]|\s*$)")
 
 
@@ -81,12 +84,27 @@ def test_networks_defined_in_the_notebook(executed):
     assert facts["data"] == [[3000, 1, 6000], [3000, 13, 74], 2000, 1000]
 
 
-def test_the_assignments_own_run_is_in_the_table(executed):
+def test_the_same_network_without_shortcuts_differs_only_in_them(executed):
     _, facts = executed
-    assert facts["runs"][0] == "SGD, as given (f)" and facts["as_given"][1] == 0.02
-    notebook = json.loads((ROOT / "assignment3.ipynb").read_text())
-    source = "".join("".join(c["source"]) for c in notebook["cells"])
-    assert "helpers.epochs(num_epochs, 2), lr=lr" in source and "lr, num_epochs = 0.02, 75" in source
+    assert facts["shortcut_parameters"] > 0
+    assert facts["build_plain_net"] == facts["build_resnet"] - facts["shortcut_parameters"]
+
+
+GIVEN_CALLS = ["train(build_net(), train_iter, test_iter, num_epochs=75, lr=0.02)",
+               "train(build_net_dropout(), train_iter, test_iter, num_epochs=200, lr=0.02)",
+               "train(build_net_batchnorm(), train_iter, test_iter, num_epochs=15, lr=0.02)"]
+
+
+def test_the_assignments_calls_read_and_run_as_given(executed):
+    """The given calls appear verbatim and train their full epochs even in fast mode (which only shortens
+    every epoch to a few batches)."""
+    _, facts = executed
+    assert facts["runs"][0] == "SGD as given (f)"
+    assert facts["as_given"] == [[75, 0.02], [200, 0.02], [15, 0.02]]
+    source = "\n".join(c.source for c in nbformat.read(ROOT / "assignment3.ipynb", as_version=4).cells)
+    for call in GIVEN_CALLS:
+        assert call in source
+    assert "helpers.epochs" not in source
 
 
 QUESTION = re.compile(r"\*\*\(([a-l])\) ([^*]+)")
@@ -112,8 +130,109 @@ def test_every_question_is_answered_before_the_next():
 
 
 def test_code_lines_fit_the_pdf_page():
-    """Code the PDF shows (answer cells show only their output) fits its ~90 characters per line."""
+    """Code the PDF shows (answer and hide-input cells show only their output) fits its ~90 characters per line."""
     nb = nbformat.read(ROOT / "assignment3.ipynb", as_version=4)
-    shown = [c for c in nb.cells if c.cell_type == "code" and "answer" not in c.metadata.get("tags", [])]
+    shown = [c for c in nb.cells if c.cell_type == "code" and not HIDDEN_INPUT & set(c.metadata.get("tags", []))]
     long_lines = [line for c in shown for line in c.source.splitlines() if len(line) > 90]
     assert long_lines == []
+
+
+# ---------------------------------------------------------------------------
+# The committed notebook as the PDF shows it, and the conclusions its answers draw
+
+REPOSITORY_WORDS = ["helpers.epochs", "A3_", "import study", "tools/", "object>", "helpers.py", "study.py",
+                    "CPU threads", "report_progress"]
+
+
+def committed():
+    return nbformat.read(ROOT / "assignment3.ipynb", as_version=4)
+
+
+def shown_text(nb) -> list[str]:
+    """What the PDF prints: markdown, visible code, and every output but an audio player's repr."""
+    texts = [c.source for c in nb.cells
+             if c.cell_type == "markdown" or not HIDDEN_INPUT & set(c.metadata.get("tags", []))]
+    for cell in nb.cells:
+        for output in cell.get("outputs", []):
+            data = output.get("data", {})
+            if "<audio" in data.get("text/html", ""):
+                continue
+            texts.append(output.get("text", "") + data.get("text/markdown", "") + data.get("text/plain", ""))
+    return texts
+
+
+def test_the_hand_in_shows_no_repository_text():
+    shown = "\n".join(shown_text(committed()))
+    assert [word for word in REPOSITORY_WORDS if word in shown] == []
+
+
+def test_printed_output_lines_fit_the_page():
+    """Printed outputs (not tables, which pandoc wraps in their cells) stay within 100 characters."""
+    nb = committed()
+    lines = [line for c in nb.cells for o in c.get("outputs", []) if o.output_type == "stream"
+             for line in o.text.splitlines()]
+    assert lines and [line for line in lines if len(line) > 100] == []
+
+
+def runs_table(nb) -> dict[str, dict[str, str]]:
+    """The table of every run, from the committed notebook's last cell that shows it: run name -> row."""
+    for cell in reversed(nb.cells):
+        for output in cell.get("outputs", []):
+            text = output.get("data", {}).get("text/markdown", "")
+            if "Every run of this notebook" in text:
+                rows = [[x.strip() for x in line.strip().strip("|").split("|")]
+                        for line in text.splitlines() if line.startswith("|")]
+                return {row[0]: dict(zip(rows[0], row)) for row in rows[2:]}
+    raise AssertionError("the committed notebook shows no table of every run")
+
+
+VERDICT = re.compile(r"(yes|no) \((?:2x )?([+-]\d\.\d+), noise (\d\.\d+)\)")
+
+
+def verdict(row: dict[str, str]) -> tuple[bool, float, float]:
+    """(converged, change, noise) from a row's *converged?* cell."""
+    converged, change, noise = VERDICT.fullmatch(row["converged?"]).groups()
+    return converged == "yes", float(change), float(noise)
+
+
+def noise(p: float) -> float:
+    """Two standard errors of an accuracy on the 1,000 test recordings."""
+    return 2 * (p * (1 - p) / 1000) ** 0.5
+
+
+ANSWERED_RUNS = ["SGD as given (f)", "AdamW one-cycle, shifts", "AdamW one-cycle, no shifts",
+                 "dropout, SGD as given (a)", "resnet, SGD (f)", "no shortcuts, SGD", "MFCC, AdamW one-cycle"]
+
+
+def test_the_verdicts_the_answers_rest_on_hold_with_a_margin():
+    """Each run an answer relies on converged (or not) by at least a quarter of the noise from the threshold,
+    so another CPU's numbers do not flip a verdict that an answer's wording depends on."""
+    table = runs_table(committed())
+    for name in ANSWERED_RUNS:
+        converged, change, limit = verdict(table[name])
+        assert converged, name
+        assert abs(abs(change) - limit) >= limit / 4, name
+
+
+def test_the_comparisons_the_answers_draw_hold_with_a_margin():
+    """Every comparison an answer words (higher, lower, within the noise) is clear of its threshold by at least
+    the test set's noise, or for a within-noise verdict by half of it."""
+    nb = committed()
+    table = runs_table(nb)
+    acc = {name: (float(row["train acc"]), float(row["test acc"])) for name, row in table.items()}
+    (base_fit, base), (_, continued) = acc["SGD as given (f)"], acc["SGD (f) continued"]
+    assert abs(abs(continued - base) - noise(base)) >= noise(base) / 2  # 3.6(g): within the noise
+    assert base_fit - base > 0.10 + noise(base)  # 3.7(a): overfitting (a gap over 10 points)
+    (shift_fit, shift), (plain_fit, no_shift) = acc["AdamW one-cycle, shifts"], acc["AdamW one-cycle, no shifts"]
+    assert abs((plain_fit - no_shift) - (shift_fit - shift)) >= noise(shift)  # 3.7(a): the shifts narrow the gap
+    assert abs(shift - no_shift) >= noise(shift)  # 3.7(c): the shifts raise test accuracy
+    assert shift < 0.99 - noise(shift)  # 3.7(b): "not yet" a realistic classifier
+    drop_fit, drop = acc["dropout, SGD as given (a)"]
+    assert abs((base_fit - base) - (drop_fit - drop)) >= noise(drop)  # 3.8(b): the gap narrows (or widens)
+    resnet, plain = acc["resnet, SGD (f)"][1], acc["no shortcuts, SGD"][1]
+    assert abs(abs(resnet - plain) - noise(plain)) >= noise(plain) / 2  # 3.8(g)
+    printed = next(o.text for c in nb.cells for o in c.get("outputs", [])
+                   if o.output_type == "stream" and "base network test acc" in o.text)
+    base_then, batchnorm = map(float, re.findall(r"test acc (\d\.\d+), with batch normalization (\d\.\d+)",
+                                                 printed)[0])
+    assert abs(batchnorm - base_then) >= noise(base_then)  # 3.8(d): at equal epochs

@@ -2,25 +2,19 @@
 the training loop and evaluation, tables. The answers themselves (datasets, networks) are in the notebook."""
 from __future__ import annotations
 
-import ast
-import ctypes
 import gzip
 import hashlib
 import http.client
-import io
 import itertools
-import json
 import math
 import os
 import re
 import shutil
-import struct
 import tarfile
 import tempfile
 import time
 import urllib.error
 import urllib.request
-import warnings
 import zlib
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -29,9 +23,11 @@ from pathlib import Path
 import matplotlib.pyplot as plt
 import numpy as np
 import torch
-from scipy.io import wavfile
-from scipy.signal import resample_poly
 from torch import nn
+
+from audio import (FILE_NAME, MAX_WAV_BYTES, SAMPLE_RATE, SAMPLE_RATES, FSDDError,  # noqa: F401 (the notebook's names)
+                   RecordingError, list_recordings, parse_file_name, read_wav)
+from speed import mixed_precision, native_bf16, speed_up  # noqa: F401
 
 # Fast mode, for the test suite (A3_FAST=1): train() runs every epoch as called, but on the first
 # FAST_BATCHES batches only, so the whole notebook executes in about a minute.
@@ -57,13 +53,13 @@ def epoch_batches(data_iter):
 
 
 def set_threads(count: int | None = None) -> int:
-    """Fix torch's CPU threads (A3_THREADS, else 1 in fast mode, else up to 2) and return the count.
+    """Fix torch's CPU threads (`count`, else 1 in fast mode, else up to 2) and return the count.
 
     A fixed count keeps reruns identical. More threads than idle cores is costly: with one of two
     cores busy, a training step took 1.3x as long with 2 threads as with 1 (benchmarks/README.md).
     """
     default = 1 if FAST else min(2, len(os.sched_getaffinity(0)))
-    count = count or int(os.environ.get("A3_THREADS", default))
+    count = count or default
     torch.set_num_threads(count)
     return count
 
@@ -287,14 +283,6 @@ _OFFLINE_HINT = (f"Offline? Point FSDD_SOURCE at a copy of the archive (a local 
                  f"or pass download_fsdd(source=...). The archive is {FSDD_URL}")
 
 
-class FSDDError(RuntimeError):
-    """The spoken-digit data could not be downloaded, verified or read."""
-
-
-class RecordingError(FSDDError, ValueError):
-    """One recording is unreadable, empty or badly named (the message names the file)."""
-
-
 def recordings_digest(folder: Path) -> str:
     """Content checksum of the .wav files in `folder` (see FSDD_RECORDINGS_SHA256)."""
     total = hashlib.sha256()
@@ -416,116 +404,6 @@ def _verify_recordings(folder: Path, source: str) -> None:
 # -----------------------------------------------------------------------------
 # 3.5 Free Spoken Digit Dataset: loading
 
-SAMPLE_RATE = 8000  # Hz; every FSDD recording uses it
-FILE_NAME = re.compile(r"^(?P<digit>\d)_(?P<speaker>[A-Za-z]+)_(?P<index>\d+)\.(?i:wav)$")
-
-
-MAX_WAV_BYTES = 1 << 30  # read_wav refuses bigger files before reading them (18 hours of 16-bit 8 kHz)
-SAMPLE_RATES = range(1000, 768_001)  # Hz; resampling from a rate outside would take absurd time or memory
-_FIX = "Replace it with a good copy (for FSDD: delete the data folder and download again)."
-# What scipy's wav reader raised on fuzzed headers (short fields, zero channels or block size, unknown
-# sample types, RF64 sizes over 2**63), besides _Truncated; IndexError and MemoryError as a safety net.
-_WAV_ERRORS = (ValueError, TypeError, struct.error, EOFError, OverflowError, ZeroDivisionError, IndexError,
-               MemoryError)
-
-
-class _Truncated(EOFError):
-    """The wav file ends before the length that its header gives."""
-
-
-class _WavBytes(io.BytesIO):
-    """A wav file in memory for scipy: a read past its end raises _Truncated instead of coming back short,
-    so a huge length in the header allocates nothing and a cut file is never read as a shorter one."""
-
-    def read(self, size: int | None = -1) -> bytes:
-        start = self.tell()
-        chunk = super().read(size)
-        if start >= 4 and size is not None and len(chunk) < size:  # after the 4-byte 'RIFF' signature
-            raise _Truncated
-        return chunk
-
-
-def _wav_bytes(file: str | os.PathLike) -> bytes:
-    """The content of a wav file, checked to be neither missing, empty nor over MAX_WAV_BYTES."""
-    try:
-        with open(file, "rb") as stream:
-            size = os.fstat(stream.fileno()).st_size
-            content = stream.read() if size <= MAX_WAV_BYTES else b""
-    except OSError as err:
-        raise RecordingError(f"{file} is not a readable wav file ({err}). {_FIX}") from err
-    if size > MAX_WAV_BYTES:
-        raise RecordingError(f"{file} is {size / 2**30:.1f} GiB; read_wav reads wav files up to "
-                             f"{MAX_WAV_BYTES / 2**30:.0f} GiB. Cut it into shorter recordings.")
-    if not content:
-        raise RecordingError(f"{file} is not a readable wav file (it is empty). {_FIX}")
-    return content
-
-
-def _read_wav_file(file: str | os.PathLike) -> tuple[int, np.ndarray]:
-    """scipy's (sample rate, samples) of a wav file; any malformed content raises RecordingError."""
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", wavfile.WavFileWarning)  # e.g. unknown chunks, which it skips
-            return wavfile.read(_WavBytes(_wav_bytes(file)))
-    except _Truncated:
-        raise RecordingError(f"{file} is truncated (it ends before the length in its header). {_FIX}") from None
-    except UnboundLocalError:  # scipy found no fmt or data chunk within the length in the header
-        raise RecordingError(f"{file} is not a readable wav file (no fmt or data chunk within the length in "
-                             f"its header). {_FIX}") from None
-    except RecordingError:
-        raise
-    except _WAV_ERRORS as err:
-        raise RecordingError(f"{file} is not a readable wav file ({type(err).__name__}: {err}). {_FIX}") from err
-
-
-def read_wav(file: str | os.PathLike) -> np.ndarray:
-    """Mono samples of a wav file at 8 kHz as float32 in [-1, 1].
-
-    Reads 8/16/24/32-bit integer and float wavs; averages the channels of stereo files and
-    resamples other rates to 8 kHz. Raises RecordingError naming the file if it is unusable:
-    missing, empty, cut anywhere, malformed, over MAX_WAV_BYTES or at a rate outside SAMPLE_RATES.
-    """
-    rate, waveform = _read_wav_file(file)
-    if rate not in SAMPLE_RATES:
-        raise RecordingError(f"{file} claims a sample rate of {rate} Hz; read_wav takes "
-                             f"{SAMPLE_RATES.start}-{SAMPLE_RATES.stop - 1} Hz. {_FIX}")
-    if waveform.size == 0:
-        raise RecordingError(f"{file} holds no samples. Delete it or replace it with a real recording.")
-    if waveform.dtype == np.uint8:  # 8-bit wavs are unsigned, silence at 128
-        waveform = (waveform.astype(np.float32) - 128) / 128
-    elif np.issubdtype(waveform.dtype, np.signedinteger):
-        waveform = waveform.astype(np.float32) / -np.iinfo(waveform.dtype).min
-    elif not np.all(np.isfinite(waveform)):
-        raise RecordingError(f"{file} holds NaN or infinite samples. Replace it with a good recording.")
-    if waveform.ndim == 2:  # (samples, channels) -> mono
-        waveform = waveform.mean(axis=1)
-    if rate != SAMPLE_RATE:
-        common = math.gcd(rate, SAMPLE_RATE)
-        waveform = resample_poly(waveform, SAMPLE_RATE // common, rate // common)
-    return np.clip(waveform, -1, 1).astype(np.float32)
-
-
-def parse_file_name(file: str | os.PathLike) -> tuple[int, str, int]:
-    """(digit, speaker, index) from a name like '7_jackson_32.wav'."""
-    match = FILE_NAME.match(Path(file).name)
-    if match is None:
-        raise RecordingError(f"{file}: expected a name like '7_jackson_32.wav' ({{digit}}_{{speaker}}_"
-                             "{index}.wav). Rename the file or move it out of the folder.")
-    return int(match["digit"]), match["speaker"], int(match["index"])
-
-
-def list_recordings(folder: str | os.PathLike) -> list[Path]:
-    """Sorted .wav files in `folder`; other files and hidden ones (e.g. macOS '._*.wav') are skipped."""
-    folder = Path(folder)
-    if not folder.is_dir():
-        raise FSDDError(f"{folder} is not a folder. Pass the folder that download_fsdd() returns, "
-                        "e.g. SpokenDigits(download_fsdd()).")
-    files = sorted(f for f in folder.iterdir()
-                   if f.suffix.lower() == ".wav" and not f.name.startswith(".") and f.is_file())
-    if not files:
-        raise FSDDError(f"{folder} holds no .wav files. Pass the folder that download_fsdd() returns "
-                        "(.../recordings), or put recordings named like 7_jackson_32.wav in it.")
-    return files
 
 
 # -----------------------------------------------------------------------------
@@ -630,99 +508,6 @@ class TrainResult:
         return self.history[epochs - 1][2]
 
 
-def native_bf16(device: torch.device) -> bool:
-    """Whether `device` computes bfloat16 natively: a CUDA GPU with bf16, or a CPU with AVX512-BF16 or AMX."""
-    if device.type == "cuda":
-        return torch.cuda.is_bf16_supported()
-    return device.type == "cpu" and (torch.cpu._is_avx512_bf16_supported() or torch.cpu._is_amx_tile_supported())
-
-
-def mixed_precision(device: torch.device, enabled: bool | None = None) -> torch.autocast:
-    """Autocast to bfloat16 on `device` (convolutions and matrix products; losses stay float32);
-    `enabled=None` turns it on where the hardware computes bf16 natively (see native_bf16)."""
-    enabled = native_bf16(device) if enabled is None else enabled
-    return torch.autocast(device.type, dtype=torch.bfloat16, enabled=enabled)
-
-
-def has_batch_norm(net: nn.Module) -> bool:
-    """Whether `net` contains a batch-norm layer."""
-    return any(isinstance(m, nn.modules.batchnorm._BatchNorm) for m in net.modules())
-
-
-def channels_last_copy(x: torch.Tensor) -> torch.Tensor:
-    """x (N, C, L) with the same values, stored channels innermost: strides (C * L, 1, C).
-    (Explicit strides: for C = 1, .contiguous() would keep the ambiguous default layout.)"""
-    _, c, length = x.shape
-    return torch.empty_strided(x.shape, (c * length, 1, c), dtype=x.dtype, device=x.device).copy_(x)
-
-
-def _channels_last_grad(layer: nn.Module, grad_input: tuple, grad_output: tuple) -> tuple:
-    """Backward hook of Flatten: pass the gradient on channels-last, like the activations it flattened."""
-    return tuple(channels_last_copy(g) if g is not None and g.dim() == 3 else g for g in grad_input)
-
-
-def channels_last(net: nn.Module) -> nn.Module:
-    """Store every Conv1d weight with its input channels innermost (in place, values unchanged).
-
-    oneDNN then runs each convolution channels-last and hands the next layer channels-last
-    activations, for which PyTorch's average pooling is up to 10x faster. Flatten gets a backward
-    hook that returns its gradient in that layout too (a pooling backward with mixed layouts is
-    4-8x slower). (Batch norm has no fast CPU kernel for that layout, so train() leaves networks
-    with batch norm as they are.)
-    """
-    for layer in net.modules():
-        if isinstance(layer, nn.Conv1d):
-            layer.weight.data = channels_last_copy(layer.weight.data)  # (out, in, kernel)
-        if isinstance(layer, nn.Flatten) and not hasattr(layer, "channels_last_hook"):
-            layer.channels_last_hook = layer.register_full_backward_hook(_channels_last_grad)
-    return net
-
-
-class _PairMean(torch.autograd.Function):
-    """AvgPool1d(kernel_size=2, stride=2) as the mean of the even and odd samples: the same values and
-    gradients, in one pass over memory that keeps the input's layout (PyTorch's CPU pooling is slow on
-    channels-last activations, its backward most: benchmarks/README.md)."""
-
-    @staticmethod
-    def forward(ctx, x: torch.Tensor) -> torch.Tensor:  # x (N, C, L) -> (N, C, L // 2)
-        ctx.shape, ctx.channels_last = x.shape, x.stride(1) == 1 and x.shape[1] > 1
-        pairs = 2 * (x.shape[-1] // 2)
-        return (x[..., 0:pairs:2] + x[..., 1:pairs:2]) * 0.5
-
-    @staticmethod
-    def backward(ctx, grad: torch.Tensor) -> torch.Tensor:
-        n, c, length = ctx.shape
-        half, pairs = grad * 0.5, 2 * grad.shape[-1]
-        grad_x = half.new_empty(n, length, c).transpose(1, 2) if ctx.channels_last else half.new_empty(n, c, length)
-        grad_x[..., 0:pairs:2] = half
-        grad_x[..., 1:pairs:2] = half
-        grad_x[..., pairs:] = 0  # an odd last sample is in no pair
-        return grad_x
-
-
-def fast_pooling(net: nn.Module) -> nn.Module:
-    """Run every AvgPool1d(kernel_size=2, stride=2) of `net` as _PairMean (in place; the same outputs)."""
-    for layer in net.modules():
-        if (type(layer) is nn.AvgPool1d and layer.kernel_size == (2,) and layer.stride == (2,)
-                and layer.padding == (0,) and not layer.ceil_mode):
-            layer.forward = _PairMean.apply
-    return net
-
-
-def reuse_freed_memory() -> None:
-    """Keep freed memory for reuse instead of returning it to the system (glibc's malloc; elsewhere a no-op).
-
-    A training step frees and allocates activations of a few MB. By default glibc serves such sizes
-    with fresh mmap pages, or trims its heap, so every step faulted in ~1,500 pages (6 MB) and
-    zeroed them: ~10 % of a step of the 3.6 network.
-    """
-    try:
-        libc = ctypes.CDLL("libc.so.6")
-    except OSError:
-        return
-    libc.mallopt(-3, 32 << 20)  # M_MMAP_THRESHOLD: allocations below 32 MB come from the heap
-    libc.mallopt(-1, 1 << 30)  # M_TRIM_THRESHOLD: keep up to 1 GB of freed heap
-
 
 def evaluate_accuracy(net: nn.Module, data_iter, device: torch.device, bf16: bool | None = None) -> float:
     """Fraction of correctly classified samples in `data_iter` (`bf16`: see mixed_precision)."""
@@ -820,12 +605,7 @@ def train(net: nn.Module, train_iter, test_iter, num_epochs: int, lr: float,
     title = title or f"{optimizer.replace('sgd', 'SGD').replace('adamw', 'AdamW')}, lr {lr:g}"
     if animate:
         print('training on', device)
-    net.to(device)
-    if device.type == "cpu":
-        reuse_freed_memory()
-        fast_pooling(net)
-        if not has_batch_norm(net):
-            channels_last(net)
+    speed_up(net.to(device), device)
     fused = device.type in ("cpu", "cuda")  # one kernel for all parameters instead of ~10 per tensor
     if optimizer == "sgd":
         optimizer = torch.optim.SGD(net.parameters(), lr=lr, weight_decay=weight_decay, fused=fused)
@@ -965,27 +745,3 @@ def markdown_table(rows: list[dict], digits: int = 3) -> str:
     lines = ["| " + " | ".join(line) + " |" for line in table]
     lines.insert(1, "| " + " | ".join("-" * width for width in widths) + " |")
     return "\n".join(lines)
-
-
-# -----------------------------------------------------------------------------
-# The notebook's own definitions, for the tests and the benchmark
-
-NOTEBOOK = Path(__file__).parent / "assignment3.ipynb"
-
-
-def notebook_definitions(notebook: str | os.PathLike = NOTEBOOK) -> dict:
-    """Run only the imports, functions, classes and UPPER_CASE constants of the notebook's code cells
-    (no training, no plots); return the namespace they define, e.g. ns["build_net"]."""
-    from IPython.core.inputtransformer2 import TransformerManager
-    cells = json.loads(Path(notebook).read_text())["cells"]
-    namespace: dict = {}
-    for cell in cells:
-        if cell["cell_type"] != "code":
-            continue
-        source = "".join(cell["source"])
-        for node in ast.parse(TransformerManager().transform_cell(source)).body:  # magics -> plain Python
-            wanted = isinstance(node, (ast.Import, ast.ImportFrom, ast.FunctionDef, ast.ClassDef)) or (
-                isinstance(node, ast.Assign) and all(isinstance(t, ast.Name) and t.id.isupper() for t in node.targets))
-            if wanted:
-                exec(compile(ast.Module([node], []), str(notebook), "exec"), namespace)
-    return namespace

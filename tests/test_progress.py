@@ -16,8 +16,7 @@ import helpers
 from conftest import ROOT
 
 RUNNER = ROOT / "scripts" / "execute_notebook.py"
-sys.path.insert(0, str(RUNNER.parent))
-import execute_notebook as runner  # noqa: E402
+from scripts import execute_notebook as runner
 
 TRAINING = """
 import time, helpers

@@ -597,6 +597,7 @@ TRAIN_SCRIPT = textwrap.dedent("""
 """)
 
 
+@pytest.mark.slow
 def test_training_reruns_give_identical_metrics(tmp_path, recordings):
     """Two processes train the same seeded Conv1d net for 2 epochs on 200 real recordings."""
     subset = tmp_path / "recordings"

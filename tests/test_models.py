@@ -187,6 +187,7 @@ def test_mfcc_dataset_shape_on_real_recordings(subset):
     assert data[0][0].shape == (13, 74) and torch.isfinite(data.x).all()
 
 
+@pytest.mark.slow
 def test_short_training_on_real_recordings_lowers_the_loss(subset):
     data = nb.SpokenDigits(subset(30))  # 300 recordings
     torch.manual_seed(0)

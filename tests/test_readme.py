@@ -1,12 +1,7 @@
 """The README shows the numbers of the committed notebook run, not numbers typed by hand."""
 from __future__ import annotations
 
-import sys
-
-from conftest import ROOT
-
-sys.path.insert(0, str(ROOT / "tools"))
-import readme_results  # noqa: E402
+from scripts import readme_results
 
 
 def test_readme_results_table_is_the_notebooks():

@@ -213,6 +213,7 @@ def test_no_training_data_exits_2_with_the_fix(tmp_path, capsys, fit_calls, user
     assert status == 2 and lines == [] and "nowhere.tar.gz does not exist. Set FSDD_SOURCE" in err
 
 
+@pytest.mark.slow
 def test_command_line_with_a_saved_model(tmp_path, user_folder, recordings):
     """The CLI in its own process, with an (untrained) model of the real recipe saved beforehand."""
     models = tmp_path / "models"
@@ -261,6 +262,7 @@ def write_wav(file: Path, waveform: np.ndarray, rate: int, channels: int) -> Pat
     return file
 
 
+@pytest.mark.slow
 def test_long_noisy_recordings_and_digit_sequences_of_a_held_out_speaker(tmp_path, capsys, recordings,
                                                                           held_out_model, monkeypatch):
     recipe, net, speaker = held_out_model

@@ -1,6 +1,6 @@
 """Copy the results table of the executed notebook (every training run, from 3.6(f) to 3.9) into README.md.
 
-    .venv/bin/python tools/readme_results.py          # after ./export_pdf.sh; rewrites the marked block
+    .venv/bin/python scripts/readme_results.py          # after ./export_pdf.sh; rewrites the marked block
 
 The block sits between the markers below, so the README shows the numbers of the committed run
 (tests/test_readme.py checks that they agree).
@@ -13,7 +13,7 @@ from pathlib import Path
 import nbformat
 
 ROOT = Path(__file__).resolve().parents[1]
-BEGIN, END = "<!-- results: tools/readme_results.py -->", "<!-- /results -->"
+BEGIN, END = "<!-- results: scripts/readme_results.py -->", "<!-- /results -->"
 
 
 def notebook_results(notebook: Path = ROOT / "assignment3.ipynb") -> str:

@@ -1,4 +1,4 @@
-"""The toolbox of Assignment 3: receptive-field tools, FSDD download and wav reading, network shapes,
+"""The toolbox of Assignment 3: receptive-field tools, FSDD download and loading (wav reading: audio.py), network shapes,
 the training loop and evaluation, tables. The answers themselves (datasets, networks) are in the notebook."""
 from __future__ import annotations
 

@@ -576,81 +576,81 @@ def report_progress(title: str, epoch: int, num_epochs: int) -> None:
             pass
 
 
+def make_optimizer(net: nn.Module, name: str, lr: float, weight_decay: float, device: torch.device):
+    """torch's 'sgd' or 'adamw' for `net`, fused (one kernel for all parameters) on a CPU or GPU."""
+    fused = device.type in ("cpu", "cuda")
+    optimizers = {"sgd": torch.optim.SGD, "adamw": torch.optim.AdamW}
+    if name not in optimizers:
+        raise ValueError(f"unknown optimizer {name!r}; expected 'sgd' or 'adamw'")
+    return optimizers[name](net.parameters(), lr=lr, weight_decay=weight_decay, fused=fused)
+
+
+def training_plot(title: str, done: list, num_epochs: int) -> LiveAnimator:
+    """d2l's live plot of loss and accuracies, with the epochs of an earlier run (`done`) drawn in."""
+    animator = LiveAnimator(xlabel='epoch', ylabel='loss / accuracy', xlim=[1, len(done) + num_epochs],
+                            legend=['train loss', 'train acc', 'test acc'], figsize=(3.2, 2))
+    animator.fig.suptitle(title)
+    for epoch, point in enumerate(done, start=1):
+        animator.add(epoch, point)
+    return animator
+
+
+def train_epoch(net, train_iter, loss, optimizer, scheduler, device, bf16, timing: dict) -> tuple[float, float, int]:
+    """One pass of d2l's training loop; (summed loss, correct, examples); its seconds added to `timing`."""
+    metric = d2l.Accumulator(3)  # Sum of training loss, sum of training accuracy, no. of examples
+    net.train()
+    batches = iter(epoch_batches(train_iter))
+    while True:
+        tick = time.perf_counter()
+        batch = next(batches, None)
+        timing["data"] += time.perf_counter() - tick
+        if batch is None:
+            return metric[0], metric[1], metric[2]
+        tick = time.perf_counter()
+        X, y = batch[0].to(device), batch[1].to(device, torch.long)
+        optimizer.zero_grad()
+        with mixed_precision(device, bf16):
+            y_hat = net(X)
+            l = loss(y_hat, y)
+        l.backward()
+        optimizer.step()
+        if scheduler is not None:
+            scheduler.step()
+        with torch.no_grad():
+            metric.add(l * X.shape[0], d2l.accuracy(y_hat, y), X.shape[0])
+        timing["steps"] += time.perf_counter() - tick
+
+
 def train(net: nn.Module, train_iter, test_iter, num_epochs: int, lr: float,
           device: torch.device = DEFAULT_DEVICE, *, optimizer: str = "sgd", schedule: str | None = None,
           weight_decay: float = 0.0, bf16: bool | None = None, animate: bool = True,
           title: str | None = None, resume: TrainResult | None = None) -> TrainResult:
     """Train a model with a GPU (the assignment's d2l train function, with its live plot).
 
-    Keyword-only options: `optimizer` 'sgd' (the assignment's) or 'adamw'; `schedule` None
-    (constant lr) or 'onecycle' (warm up to `lr`, then anneal to zero); `bf16` mixed precision
-    (None: where the hardware has it, see mixed_precision); `animate=False` skips the plot and the
-    prints; `title` names the plot; `test_iter=None` skips the evaluation (test acc NaN); `resume`
-    the result of an earlier call of plain SGD on `net` (its `.net`):
-    this call trains `num_epochs` more and returns the whole run (SGD without momentum keeps no state,
-    so that is one longer run). The same updates as d2l's loop, computed faster: fused
-    optimizer kernels, on a CPU reuse_freed_memory(), fast_pooling(net) and channels_last(net) (for
-    nets without batch norm),
-    and the plot redrawn at most every 2 seconds.
-    In fast mode (A3_FAST=1, for the tests) every epoch runs on its first FAST_BATCHES batches.
-    Returns the final metrics, the accuracy on the training recordings in eval mode (`fit_acc`), the
-    per-epoch history, the trained network and the seconds spent on the data, the training steps,
-    the evaluation and the plot.
+    Options: `optimizer` 'sgd' or 'adamw'; `schedule` None or 'onecycle' (warm up to `lr`, anneal to
+    zero); `bf16` mixed precision (None: where the hardware has it); `animate=False` no plot, no prints;
+    `title` names the plot; `test_iter=None` no evaluation (test acc NaN); `resume` an earlier plain-SGD
+    result on `net`: trains `num_epochs` more and returns the whole run. Speed-ups: speed.speed_up.
+    Returns the metrics, `fit_acc` (eval-mode accuracy on the unshifted training data), the history,
+    the net and where the seconds went.
     """
     if resume is not None and (optimizer != "sgd" or schedule is not None):
         raise ValueError("resume continues plain SGD at a constant learning rate only (other "
                          "optimizers keep state, a schedule would restart)")
-    start = time.perf_counter()
-    done = resume.history if resume is not None else []
+    start, done = time.perf_counter(), resume.history if resume is not None else []
     title = title or f"{optimizer.replace('sgd', 'SGD').replace('adamw', 'AdamW')}, lr {lr:g}"
     if animate:
         print('training on', device)
     speed_up(net.to(device), device)
-    fused = device.type in ("cpu", "cuda")  # one kernel for all parameters instead of ~10 per tensor
-    if optimizer == "sgd":
-        optimizer = torch.optim.SGD(net.parameters(), lr=lr, weight_decay=weight_decay, fused=fused)
-    elif optimizer == "adamw":
-        optimizer = torch.optim.AdamW(net.parameters(), lr=lr, weight_decay=weight_decay, fused=fused)
-    else:
-        raise ValueError(f"unknown optimizer {optimizer!r}; expected 'sgd' or 'adamw'")
+    optimizer = make_optimizer(net, optimizer, lr, weight_decay, device)
     scheduler = (torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=lr, epochs=num_epochs,
                                                      steps_per_epoch=len(train_iter))
                  if schedule == "onecycle" else None)
-    loss = nn.CrossEntropyLoss()
-    animator = None
-    if animate:
-        animator = LiveAnimator(xlabel='epoch', ylabel='loss / accuracy', xlim=[1, len(done) + num_epochs],
-                                legend=['train loss', 'train acc', 'test acc'], figsize=(3.2, 2))
-        animator.fig.suptitle(title)
-        for epoch, point in enumerate(done, start=1):
-            animator.add(epoch, point)
+    loss, animator = nn.CrossEntropyLoss(), training_plot(title, done, num_epochs) if animate else None
     history, timing = list(done), dict.fromkeys(["data", "steps", "evaluation", "plot"], 0.0)
     for epoch in range(num_epochs):
-        # Sum of training loss, sum of training accuracy, no. of examples
-        metric = d2l.Accumulator(3)
-        net.train()
-        batches = iter(epoch_batches(train_iter))
-        while True:
-            tick = time.perf_counter()
-            batch = next(batches, None)
-            timing["data"] += time.perf_counter() - tick
-            if batch is None:
-                break
-            tick = time.perf_counter()
-            X, y = batch[0].to(device), batch[1].to(device, torch.long)
-            optimizer.zero_grad()
-            with mixed_precision(device, bf16):
-                y_hat = net(X)
-                l = loss(y_hat, y)
-            l.backward()
-            optimizer.step()
-            if scheduler is not None:
-                scheduler.step()
-            with torch.no_grad():
-                metric.add(l * X.shape[0], d2l.accuracy(y_hat, y), X.shape[0])
-            timing["steps"] += time.perf_counter() - tick
-        train_l = metric[0] / metric[2]
-        train_acc = metric[1] / metric[2]
+        loss_sum, correct, examples = train_epoch(net, train_iter, loss, optimizer, scheduler, device, bf16, timing)
+        train_l, train_acc = loss_sum / examples, correct / examples
         tick = time.perf_counter()
         test_acc = evaluate_accuracy(net, test_iter, device, bf16) if test_iter is not None else math.nan
         timing["evaluation"] += time.perf_counter() - tick
@@ -661,17 +661,12 @@ def train(net: nn.Module, train_iter, test_iter, num_epochs: int, lr: float,
             animator.add(len(history), (train_l, train_acc, test_acc), last=epoch == num_epochs - 1)
             timing["plot"] += time.perf_counter() - tick
     if animate:
-        print(f'loss {train_l:.3f}, train acc {train_acc:.3f}, '
-              f'test acc {test_acc:.3f}')
-        print(f'{metric[2] * num_epochs / timing["steps"]:.1f} examples/sec '
-              f'on {str(device)}')
-    # what the network fits: the training recordings as they are, dropout off (d2l's train acc is a
-    # running mean over the epoch's shifted batches, with dropout on)
+        print(f'loss {train_l:.3f}, train acc {train_acc:.3f}, test acc {test_acc:.3f}')
+        print(f'{examples * num_epochs / timing["steps"]:.1f} examples/sec on {str(device)}')
     unshifted = train_iter.unshifted() if isinstance(train_iter, BatchLoader) else train_iter
     fit_acc = evaluate_accuracy(net, unshifted, device, bf16)
-    seconds = time.perf_counter() - start
+    seconds = time.perf_counter() - start + (resume.seconds if resume is not None else 0.0)
     if resume is not None:
-        seconds += resume.seconds
         timing = {part: value + resume.timing.get(part, 0.0) for part, value in timing.items()}
     return TrainResult(train_l, train_acc, test_acc, seconds, lr, history, schedule, timing, fit_acc, net)
 

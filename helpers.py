@@ -25,6 +25,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from atomic import write_atomically
 from audio import (FILE_NAME, MAX_WAV_BYTES, SAMPLE_RATE, SAMPLE_RATES, FSDDError,  # noqa: F401 (the notebook's names)
                    RecordingError, list_recordings, parse_file_name, read_wav)
 from speed import mixed_precision, native_bf16, speed_up  # noqa: F401
@@ -568,10 +569,8 @@ class LiveAnimator:
 def report_progress(title: str, epoch: int, num_epochs: int) -> None:
     """Tell scripts/execute_notebook.py a training's epoch: one line in the file A3_PROGRESS_FILE names (if set)."""
     if path := os.environ.get("A3_PROGRESS_FILE"):
-        tmp = Path(f"{path}.{os.getpid()}")
         try:
-            tmp.write_text(f"{' '.join(title.split())}\t{epoch}\t{num_epochs}\n")
-            os.replace(tmp, path)
+            write_atomically(path, f"{' '.join(title.split())}\t{epoch}\t{num_epochs}\n")
         except OSError:  # progress is only shown: never stop a training over it (e.g. its folder is gone)
             pass
 

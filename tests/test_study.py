@@ -117,6 +117,7 @@ def test_augmented_loader_delays_every_signal_and_keeps_its_label():
     assert ((X[:, 0] > 0).sum(1) == 10).all()  # delayed, not cut
 
 
+@pytest.mark.slow
 def test_fit_learns_a_tiny_set_and_predict_proba_gives_probabilities():
     torch.manual_seed(0)
     x, y = torch.randn(40, 13, 74), torch.arange(40) % 10

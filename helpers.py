@@ -1,26 +1,20 @@
-"""The toolbox of Assignment 3: receptive-field tools, FSDD download and wav reading, network shapes,
+"""The toolbox of Assignment 3: receptive-field tools, FSDD download and loading (wav reading: audio.py), network shapes,
 the training loop and evaluation, tables. The answers themselves (datasets, networks) are in the notebook."""
 from __future__ import annotations
 
-import ast
-import ctypes
 import gzip
 import hashlib
 import http.client
-import io
 import itertools
-import json
 import math
 import os
 import re
 import shutil
-import struct
 import tarfile
 import tempfile
 import time
 import urllib.error
 import urllib.request
-import warnings
 import zlib
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -29,10 +23,13 @@ from pathlib import Path
 import matplotlib.pyplot as plt
 import numpy as np
 import torch
-from scipy.io import wavfile
-from scipy.signal import resample_poly
 from scipy.stats import theilslopes
 from torch import nn
+
+from atomic import write_atomically
+from audio import (FILE_NAME, MAX_WAV_BYTES, SAMPLE_RATE, SAMPLE_RATES, FSDDError,  # noqa: F401 (the notebook's names)
+                   RecordingError, list_recordings, parse_file_name, read_wav)
+from speed import mixed_precision, native_bf16, speed_up  # noqa: F401
 
 # Fast mode, for the test suite (A3_FAST=1): train() runs every epoch as called, but on the first
 # FAST_BATCHES batches only, so the whole notebook executes in about a minute.
@@ -58,13 +55,13 @@ def epoch_batches(data_iter):
 
 
 def set_threads(count: int | None = None) -> int:
-    """Fix torch's CPU threads (A3_THREADS, else 1 in fast mode, else up to 2) and return the count.
+    """Fix torch's CPU threads (`count`, else 1 in fast mode, else up to 2) and return the count.
 
     A fixed count keeps reruns identical. More threads than idle cores is costly: with one of two
     cores busy, a training step took 1.3x as long with 2 threads as with 1 (benchmarks/README.md).
     """
     default = 1 if FAST else min(2, len(os.sched_getaffinity(0)))
-    count = count or int(os.environ.get("A3_THREADS", default))
+    count = count or default
     torch.set_num_threads(count)
     return count
 
@@ -288,14 +285,6 @@ _OFFLINE_HINT = (f"Offline? Point FSDD_SOURCE at a copy of the archive (a local 
                  f"or pass download_fsdd(source=...). The archive is {FSDD_URL}")
 
 
-class FSDDError(RuntimeError):
-    """The spoken-digit data could not be downloaded, verified or read."""
-
-
-class RecordingError(FSDDError, ValueError):
-    """One recording is unreadable, empty or badly named (the message names the file)."""
-
-
 def recordings_digest(folder: Path) -> str:
     """Content checksum of the .wav files in `folder` (see FSDD_RECORDINGS_SHA256)."""
     total = hashlib.sha256()
@@ -417,116 +406,6 @@ def _verify_recordings(folder: Path, source: str) -> None:
 # -----------------------------------------------------------------------------
 # 3.5 Free Spoken Digit Dataset: loading
 
-SAMPLE_RATE = 8000  # Hz; every FSDD recording uses it
-FILE_NAME = re.compile(r"^(?P<digit>\d)_(?P<speaker>[A-Za-z]+)_(?P<index>\d+)\.(?i:wav)$")
-
-
-MAX_WAV_BYTES = 1 << 30  # read_wav refuses bigger files before reading them (18 hours of 16-bit 8 kHz)
-SAMPLE_RATES = range(1000, 768_001)  # Hz; resampling from a rate outside would take absurd time or memory
-_FIX = "Replace it with a good copy (for FSDD: delete the data folder and download again)."
-# What scipy's wav reader raised on fuzzed headers (short fields, zero channels or block size, unknown
-# sample types, RF64 sizes over 2**63), besides _Truncated; IndexError and MemoryError as a safety net.
-_WAV_ERRORS = (ValueError, TypeError, struct.error, EOFError, OverflowError, ZeroDivisionError, IndexError,
-               MemoryError)
-
-
-class _Truncated(EOFError):
-    """The wav file ends before the length that its header gives."""
-
-
-class _WavBytes(io.BytesIO):
-    """A wav file in memory for scipy: a read past its end raises _Truncated instead of coming back short,
-    so a huge length in the header allocates nothing and a cut file is never read as a shorter one."""
-
-    def read(self, size: int | None = -1) -> bytes:
-        start = self.tell()
-        chunk = super().read(size)
-        if start >= 4 and size is not None and len(chunk) < size:  # after the 4-byte 'RIFF' signature
-            raise _Truncated
-        return chunk
-
-
-def _wav_bytes(file: str | os.PathLike) -> bytes:
-    """The content of a wav file, checked to be neither missing, empty nor over MAX_WAV_BYTES."""
-    try:
-        with open(file, "rb") as stream:
-            size = os.fstat(stream.fileno()).st_size
-            content = stream.read() if size <= MAX_WAV_BYTES else b""
-    except OSError as err:
-        raise RecordingError(f"{file} is not a readable wav file ({err}). {_FIX}") from err
-    if size > MAX_WAV_BYTES:
-        raise RecordingError(f"{file} is {size / 2**30:.1f} GiB; read_wav reads wav files up to "
-                             f"{MAX_WAV_BYTES / 2**30:.0f} GiB. Cut it into shorter recordings.")
-    if not content:
-        raise RecordingError(f"{file} is not a readable wav file (it is empty). {_FIX}")
-    return content
-
-
-def _read_wav_file(file: str | os.PathLike) -> tuple[int, np.ndarray]:
-    """scipy's (sample rate, samples) of a wav file; any malformed content raises RecordingError."""
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", wavfile.WavFileWarning)  # e.g. unknown chunks, which it skips
-            return wavfile.read(_WavBytes(_wav_bytes(file)))
-    except _Truncated:
-        raise RecordingError(f"{file} is truncated (it ends before the length in its header). {_FIX}") from None
-    except UnboundLocalError:  # scipy found no fmt or data chunk within the length in the header
-        raise RecordingError(f"{file} is not a readable wav file (no fmt or data chunk within the length in "
-                             f"its header). {_FIX}") from None
-    except RecordingError:
-        raise
-    except _WAV_ERRORS as err:
-        raise RecordingError(f"{file} is not a readable wav file ({type(err).__name__}: {err}). {_FIX}") from err
-
-
-def read_wav(file: str | os.PathLike) -> np.ndarray:
-    """Mono samples of a wav file at 8 kHz as float32 in [-1, 1].
-
-    Reads 8/16/24/32-bit integer and float wavs; averages the channels of stereo files and
-    resamples other rates to 8 kHz. Raises RecordingError naming the file if it is unusable:
-    missing, empty, cut anywhere, malformed, over MAX_WAV_BYTES or at a rate outside SAMPLE_RATES.
-    """
-    rate, waveform = _read_wav_file(file)
-    if rate not in SAMPLE_RATES:
-        raise RecordingError(f"{file} claims a sample rate of {rate} Hz; read_wav takes "
-                             f"{SAMPLE_RATES.start}-{SAMPLE_RATES.stop - 1} Hz. {_FIX}")
-    if waveform.size == 0:
-        raise RecordingError(f"{file} holds no samples. Delete it or replace it with a real recording.")
-    if waveform.dtype == np.uint8:  # 8-bit wavs are unsigned, silence at 128
-        waveform = (waveform.astype(np.float32) - 128) / 128
-    elif np.issubdtype(waveform.dtype, np.signedinteger):
-        waveform = waveform.astype(np.float32) / -np.iinfo(waveform.dtype).min
-    elif not np.all(np.isfinite(waveform)):
-        raise RecordingError(f"{file} holds NaN or infinite samples. Replace it with a good recording.")
-    if waveform.ndim == 2:  # (samples, channels) -> mono
-        waveform = waveform.mean(axis=1)
-    if rate != SAMPLE_RATE:
-        common = math.gcd(rate, SAMPLE_RATE)
-        waveform = resample_poly(waveform, SAMPLE_RATE // common, rate // common)
-    return np.clip(waveform, -1, 1).astype(np.float32)
-
-
-def parse_file_name(file: str | os.PathLike) -> tuple[int, str, int]:
-    """(digit, speaker, index) from a name like '7_jackson_32.wav'."""
-    match = FILE_NAME.match(Path(file).name)
-    if match is None:
-        raise RecordingError(f"{file}: expected a name like '7_jackson_32.wav' ({{digit}}_{{speaker}}_"
-                             "{index}.wav). Rename the file or move it out of the folder.")
-    return int(match["digit"]), match["speaker"], int(match["index"])
-
-
-def list_recordings(folder: str | os.PathLike) -> list[Path]:
-    """Sorted .wav files in `folder`; other files and hidden ones (e.g. macOS '._*.wav') are skipped."""
-    folder = Path(folder)
-    if not folder.is_dir():
-        raise FSDDError(f"{folder} is not a folder. Pass the folder that download_fsdd() returns, "
-                        "e.g. SpokenDigits(download_fsdd()).")
-    files = sorted(f for f in folder.iterdir()
-                   if f.suffix.lower() == ".wav" and not f.name.startswith(".") and f.is_file())
-    if not files:
-        raise FSDDError(f"{folder} holds no .wav files. Pass the folder that download_fsdd() returns "
-                        "(.../recordings), or put recordings named like 7_jackson_32.wav in it.")
-    return files
 
 
 # -----------------------------------------------------------------------------
@@ -631,99 +510,6 @@ class TrainResult:
         return self.history[epochs - 1][2]
 
 
-def native_bf16(device: torch.device) -> bool:
-    """Whether `device` computes bfloat16 natively: a CUDA GPU with bf16, or a CPU with AVX512-BF16 or AMX."""
-    if device.type == "cuda":
-        return torch.cuda.is_bf16_supported()
-    return device.type == "cpu" and (torch.cpu._is_avx512_bf16_supported() or torch.cpu._is_amx_tile_supported())
-
-
-def mixed_precision(device: torch.device, enabled: bool | None = None) -> torch.autocast:
-    """Autocast to bfloat16 on `device` (convolutions and matrix products; losses stay float32);
-    `enabled=None` turns it on where the hardware computes bf16 natively (see native_bf16)."""
-    enabled = native_bf16(device) if enabled is None else enabled
-    return torch.autocast(device.type, dtype=torch.bfloat16, enabled=enabled)
-
-
-def has_batch_norm(net: nn.Module) -> bool:
-    """Whether `net` contains a batch-norm layer."""
-    return any(isinstance(m, nn.modules.batchnorm._BatchNorm) for m in net.modules())
-
-
-def channels_last_copy(x: torch.Tensor) -> torch.Tensor:
-    """x (N, C, L) with the same values, stored channels innermost: strides (C * L, 1, C).
-    (Explicit strides: for C = 1, .contiguous() would keep the ambiguous default layout.)"""
-    _, c, length = x.shape
-    return torch.empty_strided(x.shape, (c * length, 1, c), dtype=x.dtype, device=x.device).copy_(x)
-
-
-def _channels_last_grad(layer: nn.Module, grad_input: tuple, grad_output: tuple) -> tuple:
-    """Backward hook of Flatten: pass the gradient on channels-last, like the activations it flattened."""
-    return tuple(channels_last_copy(g) if g is not None and g.dim() == 3 else g for g in grad_input)
-
-
-def channels_last(net: nn.Module) -> nn.Module:
-    """Store every Conv1d weight with its input channels innermost (in place, values unchanged).
-
-    oneDNN then runs each convolution channels-last and hands the next layer channels-last
-    activations, for which PyTorch's average pooling is up to 10x faster. Flatten gets a backward
-    hook that returns its gradient in that layout too (a pooling backward with mixed layouts is
-    4-8x slower). (Batch norm has no fast CPU kernel for that layout, so train() leaves networks
-    with batch norm as they are.)
-    """
-    for layer in net.modules():
-        if isinstance(layer, nn.Conv1d):
-            layer.weight.data = channels_last_copy(layer.weight.data)  # (out, in, kernel)
-        if isinstance(layer, nn.Flatten) and not hasattr(layer, "channels_last_hook"):
-            layer.channels_last_hook = layer.register_full_backward_hook(_channels_last_grad)
-    return net
-
-
-class _PairMean(torch.autograd.Function):
-    """AvgPool1d(kernel_size=2, stride=2) as the mean of the even and odd samples: the same values and
-    gradients, in one pass over memory that keeps the input's layout (PyTorch's CPU pooling is slow on
-    channels-last activations, its backward most: benchmarks/README.md)."""
-
-    @staticmethod
-    def forward(ctx, x: torch.Tensor) -> torch.Tensor:  # x (N, C, L) -> (N, C, L // 2)
-        ctx.shape, ctx.channels_last = x.shape, x.stride(1) == 1 and x.shape[1] > 1
-        pairs = 2 * (x.shape[-1] // 2)
-        return (x[..., 0:pairs:2] + x[..., 1:pairs:2]) * 0.5
-
-    @staticmethod
-    def backward(ctx, grad: torch.Tensor) -> torch.Tensor:
-        n, c, length = ctx.shape
-        half, pairs = grad * 0.5, 2 * grad.shape[-1]
-        grad_x = half.new_empty(n, length, c).transpose(1, 2) if ctx.channels_last else half.new_empty(n, c, length)
-        grad_x[..., 0:pairs:2] = half
-        grad_x[..., 1:pairs:2] = half
-        grad_x[..., pairs:] = 0  # an odd last sample is in no pair
-        return grad_x
-
-
-def fast_pooling(net: nn.Module) -> nn.Module:
-    """Run every AvgPool1d(kernel_size=2, stride=2) of `net` as _PairMean (in place; the same outputs)."""
-    for layer in net.modules():
-        if (type(layer) is nn.AvgPool1d and layer.kernel_size == (2,) and layer.stride == (2,)
-                and layer.padding == (0,) and not layer.ceil_mode):
-            layer.forward = _PairMean.apply
-    return net
-
-
-def reuse_freed_memory() -> None:
-    """Keep freed memory for reuse instead of returning it to the system (glibc's malloc; elsewhere a no-op).
-
-    A training step frees and allocates activations of a few MB. By default glibc serves such sizes
-    with fresh mmap pages, or trims its heap, so every step faulted in ~1,500 pages (6 MB) and
-    zeroed them: ~10 % of a step of the 3.6 network.
-    """
-    try:
-        libc = ctypes.CDLL("libc.so.6")
-    except OSError:
-        return
-    libc.mallopt(-3, 32 << 20)  # M_MMAP_THRESHOLD: allocations below 32 MB come from the heap
-    libc.mallopt(-1, 1 << 30)  # M_TRIM_THRESHOLD: keep up to 1 GB of freed heap
-
 
 def evaluate_accuracy(net: nn.Module, data_iter, device: torch.device, bf16: bool | None = None) -> float:
     """Fraction of correctly classified samples in `data_iter` (`bf16`: see mixed_precision)."""
@@ -784,12 +570,55 @@ class LiveAnimator:
 def report_progress(title: str, epoch: int, num_epochs: int) -> None:
     """Tell scripts/execute_notebook.py a training's epoch: one line in the file A3_PROGRESS_FILE names (if set)."""
     if path := os.environ.get("A3_PROGRESS_FILE"):
-        tmp = Path(f"{path}.{os.getpid()}")
         try:
-            tmp.write_text(f"{' '.join(title.split())}\t{epoch}\t{num_epochs}\n")
-            os.replace(tmp, path)
+            write_atomically(path, f"{' '.join(title.split())}\t{epoch}\t{num_epochs}\n")
         except OSError:  # progress is only shown: never stop a training over it (e.g. its folder is gone)
             pass
+
+
+def make_optimizer(net: nn.Module, name: str, lr: float, weight_decay: float, device: torch.device):
+    """torch's 'sgd' or 'adamw' for `net`, fused (one kernel for all parameters) on a CPU or GPU."""
+    fused = device.type in ("cpu", "cuda")
+    optimizers = {"sgd": torch.optim.SGD, "adamw": torch.optim.AdamW}
+    if name not in optimizers:
+        raise ValueError(f"unknown optimizer {name!r}; expected 'sgd' or 'adamw'")
+    return optimizers[name](net.parameters(), lr=lr, weight_decay=weight_decay, fused=fused)
+
+
+def training_plot(title: str, done: list, num_epochs: int) -> LiveAnimator:
+    """d2l's live plot of loss and accuracies, with the epochs of an earlier run (`done`) drawn in."""
+    animator = LiveAnimator(xlabel='epoch', ylabel='loss / accuracy', xlim=[1, len(done) + num_epochs],
+                            legend=['train loss', 'train acc', 'test acc'], figsize=(3, 1.8))
+    animator.fig.suptitle(title)
+    for epoch, point in enumerate(done, start=1):
+        animator.add(epoch, point)
+    return animator
+
+
+def train_epoch(net, train_iter, loss, optimizer, scheduler, device, bf16, timing: dict) -> tuple[float, float, int]:
+    """One pass of d2l's training loop; (summed loss, correct, examples); its seconds added to `timing`."""
+    metric = d2l.Accumulator(3)  # Sum of training loss, sum of training accuracy, no. of examples
+    net.train()
+    batches = iter(epoch_batches(train_iter))
+    while True:
+        tick = time.perf_counter()
+        batch = next(batches, None)
+        timing["data"] += time.perf_counter() - tick
+        if batch is None:
+            return metric[0], metric[1], metric[2]
+        tick = time.perf_counter()
+        X, y = batch[0].to(device), batch[1].to(device, torch.long)
+        optimizer.zero_grad()
+        with mixed_precision(device, bf16):
+            y_hat = net(X)
+            l = loss(y_hat, y)
+        l.backward()
+        optimizer.step()
+        if scheduler is not None:
+            scheduler.step()
+        with torch.no_grad():
+            metric.add(l * X.shape[0], d2l.accuracy(y_hat, y), X.shape[0])
+        timing["steps"] += time.perf_counter() - tick
 
 
 def train(net: nn.Module, train_iter, test_iter, num_epochs: int, lr: float,
@@ -798,80 +627,30 @@ def train(net: nn.Module, train_iter, test_iter, num_epochs: int, lr: float,
           title: str | None = None, resume: TrainResult | None = None) -> TrainResult:
     """Train a model with a GPU (the assignment's d2l train function, with its live plot).
 
-    Keyword-only options: `optimizer` 'sgd' (the assignment's) or 'adamw'; `schedule` None
-    (constant lr) or 'onecycle' (warm up to `lr`, then anneal to zero); `bf16` mixed precision
-    (None: where the hardware has it, see mixed_precision); `animate=False` skips the plot and the
-    prints; `title` names the plot; `test_iter=None` skips the evaluation (test acc NaN); `resume`
-    the result of an earlier call of plain SGD on `net` (its `.net`):
-    this call trains `num_epochs` more and returns the whole run (SGD without momentum keeps no state,
-    so that is one longer run). The same updates as d2l's loop, computed faster: fused
-    optimizer kernels, on a CPU reuse_freed_memory(), fast_pooling(net) and channels_last(net) (for
-    nets without batch norm),
-    and the plot redrawn at most every 2 seconds.
-    In fast mode (A3_FAST=1, for the tests) every epoch runs on its first FAST_BATCHES batches.
-    Returns the final metrics, the accuracy on the training recordings in eval mode (`fit_acc`), the
-    per-epoch history, the trained network and the seconds spent on the data, the training steps,
-    the evaluation and the plot.
+    Options: `optimizer` 'sgd' or 'adamw'; `schedule` None or 'onecycle' (warm up to `lr`, anneal to
+    zero); `bf16` mixed precision (None: where the hardware has it); `animate=False` no plot, no prints;
+    `title` names the plot; `test_iter=None` no evaluation (test acc NaN); `resume` an earlier plain-SGD
+    result on `net`: trains `num_epochs` more and returns the whole run. Speed-ups: speed.speed_up.
+    Returns the metrics, `fit_acc` (eval-mode accuracy on the unshifted training data), the history,
+    the net and where the seconds went.
     """
     if resume is not None and (optimizer != "sgd" or schedule is not None):
         raise ValueError("resume continues plain SGD at a constant learning rate only (other "
                          "optimizers keep state, a schedule would restart)")
-    start = time.perf_counter()
-    done = resume.history if resume is not None else []
+    start, done = time.perf_counter(), resume.history if resume is not None else []
     title = title or f"{optimizer.replace('sgd', 'SGD').replace('adamw', 'AdamW')}, lr {lr:g}"
     if animate:
         print('training on', device)
-    net.to(device)
-    if device.type == "cpu":
-        reuse_freed_memory()
-        fast_pooling(net)
-        if not has_batch_norm(net):
-            channels_last(net)
-    fused = device.type in ("cpu", "cuda")  # one kernel for all parameters instead of ~10 per tensor
-    if optimizer == "sgd":
-        optimizer = torch.optim.SGD(net.parameters(), lr=lr, weight_decay=weight_decay, fused=fused)
-    elif optimizer == "adamw":
-        optimizer = torch.optim.AdamW(net.parameters(), lr=lr, weight_decay=weight_decay, fused=fused)
-    else:
-        raise ValueError(f"unknown optimizer {optimizer!r}; expected 'sgd' or 'adamw'")
+    speed_up(net.to(device), device)
+    optimizer = make_optimizer(net, optimizer, lr, weight_decay, device)
     scheduler = (torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=lr, epochs=num_epochs,
                                                      steps_per_epoch=len(train_iter))
                  if schedule == "onecycle" else None)
-    loss = nn.CrossEntropyLoss()
-    animator = None
-    if animate:
-        animator = LiveAnimator(xlabel='epoch', ylabel='loss / accuracy', xlim=[1, len(done) + num_epochs],
-                                legend=['train loss', 'train acc', 'test acc'], figsize=(3, 1.8))
-        animator.fig.suptitle(title)
-        for epoch, point in enumerate(done, start=1):
-            animator.add(epoch, point)
+    loss, animator = nn.CrossEntropyLoss(), training_plot(title, done, num_epochs) if animate else None
     history, timing = list(done), dict.fromkeys(["data", "steps", "evaluation", "plot"], 0.0)
     for epoch in range(num_epochs):
-        # Sum of training loss, sum of training accuracy, no. of examples
-        metric = d2l.Accumulator(3)
-        net.train()
-        batches = iter(epoch_batches(train_iter))
-        while True:
-            tick = time.perf_counter()
-            batch = next(batches, None)
-            timing["data"] += time.perf_counter() - tick
-            if batch is None:
-                break
-            tick = time.perf_counter()
-            X, y = batch[0].to(device), batch[1].to(device, torch.long)
-            optimizer.zero_grad()
-            with mixed_precision(device, bf16):
-                y_hat = net(X)
-                l = loss(y_hat, y)
-            l.backward()
-            optimizer.step()
-            if scheduler is not None:
-                scheduler.step()
-            with torch.no_grad():
-                metric.add(l * X.shape[0], d2l.accuracy(y_hat, y), X.shape[0])
-            timing["steps"] += time.perf_counter() - tick
-        train_l = metric[0] / metric[2]
-        train_acc = metric[1] / metric[2]
+        loss_sum, correct, examples = train_epoch(net, train_iter, loss, optimizer, scheduler, device, bf16, timing)
+        train_l, train_acc = loss_sum / examples, correct / examples
         tick = time.perf_counter()
         test_acc = evaluate_accuracy(net, test_iter, device, bf16) if test_iter is not None else math.nan
         timing["evaluation"] += time.perf_counter() - tick
@@ -882,17 +661,12 @@ def train(net: nn.Module, train_iter, test_iter, num_epochs: int, lr: float,
             animator.add(len(history), (train_l, train_acc, test_acc), last=epoch == num_epochs - 1)
             timing["plot"] += time.perf_counter() - tick
     if animate:
-        print(f'loss {train_l:.3f}, train acc {train_acc:.3f}, '
-              f'test acc {test_acc:.3f}')
-        print(f'{metric[2] * num_epochs / timing["steps"]:.1f} examples/sec '
-              f'on {str(device)}')
-    # what the network fits: the training recordings as they are, dropout off (d2l's train acc is a
-    # running mean over the epoch's shifted batches, with dropout on)
+        print(f'loss {train_l:.3f}, train acc {train_acc:.3f}, test acc {test_acc:.3f}')
+        print(f'{examples * num_epochs / timing["steps"]:.1f} examples/sec on {str(device)}')
     unshifted = train_iter.unshifted() if isinstance(train_iter, BatchLoader) else train_iter
     fit_acc = evaluate_accuracy(net, unshifted, device, bf16)
-    seconds = time.perf_counter() - start
+    seconds = time.perf_counter() - start + (resume.seconds if resume is not None else 0.0)
     if resume is not None:
-        seconds += resume.seconds
         timing = {part: value + resume.timing.get(part, 0.0) for part, value in timing.items()}
     return TrainResult(train_l, train_acc, test_acc, seconds, lr, history, schedule, timing, fit_acc, net)
 
@@ -966,27 +740,3 @@ def markdown_table(rows: list[dict], digits: int = 3) -> str:
     lines = ["| " + " | ".join(line) + " |" for line in table]
     lines.insert(1, "| " + " | ".join("-" * width for width in widths) + " |")
     return "\n".join(lines)
-
-
-# -----------------------------------------------------------------------------
-# The notebook's own definitions, for the tests and the benchmark
-
-NOTEBOOK = Path(__file__).parent / "assignment3.ipynb"
-
-
-def notebook_definitions(notebook: str | os.PathLike = NOTEBOOK) -> dict:
-    """Run only the imports, functions, classes and UPPER_CASE constants of the notebook's code cells
-    (no training, no plots); return the namespace they define, e.g. ns["build_net"]."""
-    from IPython.core.inputtransformer2 import TransformerManager
-    cells = json.loads(Path(notebook).read_text())["cells"]
-    namespace: dict = {}
-    for cell in cells:
-        if cell["cell_type"] != "code":
-            continue
-        source = "".join(cell["source"])
-        for node in ast.parse(TransformerManager().transform_cell(source)).body:  # magics -> plain Python
-            wanted = isinstance(node, (ast.Import, ast.ImportFrom, ast.FunctionDef, ast.ClassDef)) or (
-                isinstance(node, ast.Assign) and all(isinstance(t, ast.Name) and t.id.isupper() for t in node.targets))
-            if wanted:
-                exec(compile(ast.Module([node], []), str(notebook), "exec"), namespace)
-    return namespace

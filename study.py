@@ -11,12 +11,12 @@ results file (descriptions and numbers), not as code.
 from __future__ import annotations
 
 import hashlib
+import io
 import importlib.util
 import inspect
 import json
 import math
 import os
-import tempfile
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, replace
@@ -31,6 +31,7 @@ from torch import nn
 from tqdm import tqdm
 
 import helpers
+from atomic import write_atomically
 
 RESULTS_FILE = Path(__file__).parent / "results" / "speaker_independent.json"
 RECORDINGS_FILE = RESULTS_FILE.parent / "recordings.json"  # tools/recordings.py: sequences, long recordings
@@ -415,17 +416,11 @@ def recording_features(recipe: Recipe, waveforms: list[np.ndarray]) -> torch.Ten
 
 
 def save_atomic(value: object, file: Path) -> None:
-    """torch.save to `file` through a temporary file beside it and os.replace: never a half-written file."""
+    """torch.save to `file` atomically (atomic.write_atomically): never a half-written file."""
     file.parent.mkdir(parents=True, exist_ok=True)
-    with tempfile.NamedTemporaryFile(dir=file.parent, prefix=f".{file.name}.", suffix=".partial",
-                                     delete=False) as staged:
-        try:
-            torch.save(value, staged)
-            staged.close()
-            os.replace(staged.name, file)
-        except BaseException:
-            Path(staged.name).unlink(missing_ok=True)
-            raise
+    buffer = io.BytesIO()
+    torch.save(value, buffer)
+    write_atomically(file, buffer.getvalue())
 
 
 def front_end_source(recipe: Recipe) -> str:
@@ -624,9 +619,7 @@ def speaker_independent_study(data_dir: str | os.PathLike, names: list[str]) -> 
 def write_results(results: dict, file: Path = RESULTS_FILE) -> None:
     """Write the results file atomically: a killed run never leaves a broken file."""
     file.parent.mkdir(exist_ok=True)
-    staged = file.with_suffix(".partial")
-    staged.write_text(json.dumps(results, indent=1) + "\n")
-    os.replace(staged, file)
+    write_atomically(file, json.dumps(results, indent=1) + "\n")
 
 
 def read_results(file: Path = RESULTS_FILE) -> dict:

@@ -17,8 +17,8 @@ from pathlib import Path
 import nbformat
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT / "scripts"))
-from execute_notebook import committed_seconds  # noqa: E402  (a cell's seconds, as the runner's estimates use)
+sys.path.insert(0, str(ROOT))  # the repository root, as for every script here
+from scripts.execute_notebook import committed_seconds  # noqa: E402  (a cell's seconds, as the runner's estimates use)
 
 
 def stamp(cell, event: str) -> datetime:

@@ -12,7 +12,7 @@ recordings, in one process, lever by lever:
   3.6(f), as ./export_pdf.sh runs it; timed twice: the training steps alone (what d2l's loop
   prints) and the whole call (evaluation of the test set and the live plot included).
 The assignment's path runs with torch's default thread count (what a student gets), the others
-with helpers.set_threads() (A3_THREADS overrides it); the kernel inherits this process's environment,
+with helpers.set_threads(); the kernel inherits this process's environment,
 as it does under export_pdf.sh. Each path runs `--rounds` times, interleaved
 with the others; it reports its best and median round (this shared machine's speed drifts by 20 %
 and more), the GFLOP/s reached against a float32 matrix-multiply ceiling measured in the same run,
@@ -41,8 +41,10 @@ from torch import nn
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 import helpers  # noqa: E402
+import speed  # noqa: E402
+from scripts.notebook_definitions import NOTEBOOK, notebook_definitions  # noqa: E402
 
-NB = helpers.notebook_definitions()  # the notebook's build_net, load_waveform and SpokenDigits
+NB = notebook_definitions()  # the notebook's build_net, load_waveform and SpokenDigits
 
 BATCH_SIZE = 32
 
@@ -103,7 +105,7 @@ def notebook_kernel() -> Iterator[Callable[[], dict]]:
     """A kernel that has run the notebook up to 3.6(f); yields a function that trains there as 3.6(f) does
     for NOTEBOOK_EPOCHS epochs and returns its examples and seconds (the whole call, and the data,
     steps, evaluation and plot)."""
-    nb = nbformat.read(helpers.NOTEBOOK, as_version=4)
+    nb = nbformat.read(NOTEBOOK, as_version=4)
     first_run = next(i for i, cell in enumerate(nb.cells) if NOTEBOOK_RUN in cell.source)
     nb.cells = nb.cells[:first_run] + [nbformat.v4.new_code_cell("import json")]
     client = NotebookClient(nb, kernel_name="python3", resources={"metadata": {"path": str(ROOT)}})
@@ -164,7 +166,7 @@ def main() -> None:
     preloaded = torch.utils.data.TensorDataset(data.x[order], data.y[order])
     flops = training_flops_per_example(NB["build_net"]())
     print(f"torch {torch.__version__}, {args.steps} steps of batch {BATCH_SIZE}, {args.rounds} rounds, "
-          f"{flops / 1e6:.1f} MFLOP per training example, native bf16: {helpers.native_bf16(torch.device('cpu'))}, "
+          f"{flops / 1e6:.1f} MFLOP per training example, native bf16: {speed.native_bf16(torch.device('cpu'))}, "
           f"OMP_WAIT_POLICY={os.environ.get('OMP_WAIT_POLICY', 'unset')}")
     in_process = {
         "assignment": (default_threads, lambda: assignment_loop(

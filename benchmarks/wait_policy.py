@@ -3,7 +3,7 @@
 OMP_WAIT_POLICY is read once, when torch starts its threads, so every setting runs in a process of
 its own. Each prints the best of `--rounds` interleaved rounds of 10 steps (batch 32, plain SGD) for
 the assignment's loop (float32, default layout), the project's in float32 and the project's in bf16
-(where the CPU has it: helpers.native_bf16), the project's with channels-last convolutions and
+(where the CPU has it: speed.native_bf16), the project's with channels-last convolutions and
 fast_pooling as helpers.train runs them.
 
     .venv/bin/python benchmarks/wait_policy.py [--rounds 4]
@@ -24,7 +24,7 @@ SETTINGS = {  # name: (environment, busy core)
     "PASSIVE": ({"OMP_WAIT_POLICY": "PASSIVE"}, False),
     "unset, one core busy": ({}, True),
     "PASSIVE, one core busy": ({"OMP_WAIT_POLICY": "PASSIVE"}, True),
-    "1 thread, one core busy": ({"A3_THREADS": "1"}, True),
+    "1 thread, one core busy": ({"BENCHMARK_THREADS": "1"}, True),
 }
 
 
@@ -34,27 +34,29 @@ def step_times(rounds: int) -> dict[str, float]:
     from torch import nn
     sys.path.insert(0, str(ROOT))
     import helpers
+    import speed
+    from scripts.notebook_definitions import notebook_definitions
 
-    helpers.set_threads()
-    build = helpers.notebook_definitions()["build_net"]
+    helpers.set_threads(int(os.environ.get("BENCHMARK_THREADS", 0)) or None)
+    build = notebook_definitions()["build_net"]
     x, y = torch.randn(32, 1, 6000), torch.randint(0, 10, (32,))
     loss = nn.CrossEntropyLoss()
 
     def stepper(project: bool, bf16: bool):
         torch.manual_seed(0)
-        net = helpers.fast_pooling(helpers.channels_last(build())) if project else build()
+        net = speed.fast_pooling(speed.channels_last(build())) if project else build()
         optimizer = torch.optim.SGD(net.parameters(), lr=0.02, fused=project)
 
         def step() -> None:
             optimizer.zero_grad()
-            with helpers.mixed_precision(torch.device("cpu"), bf16):
+            with speed.mixed_precision(torch.device("cpu"), bf16):
                 l = loss(net(x), y)
             l.backward()
             optimizer.step()
         return step
 
     paths = {"assignment": stepper(False, False), "project fp32": stepper(True, False)}
-    if helpers.native_bf16(torch.device("cpu")):
+    if speed.native_bf16(torch.device("cpu")):
         paths["project bf16"] = stepper(True, True)
     best = dict.fromkeys(paths, float("inf"))
     for _ in range(rounds):
@@ -69,7 +71,7 @@ def step_times(rounds: int) -> dict[str, float]:
 
 def run_setting(environment: dict, busy: bool, rounds: int) -> dict[str, float]:
     """step_times in a fresh process with `environment`, optionally beside a busy-looping process."""
-    inherited = {k: v for k, v in os.environ.items() if k not in ("OMP_WAIT_POLICY", "A3_THREADS")}
+    inherited = {k: v for k, v in os.environ.items() if k not in ("OMP_WAIT_POLICY", "BENCHMARK_THREADS")}
     hog = subprocess.Popen([sys.executable, "-c", "while True: pass"]) if busy else None
     try:
         done = subprocess.run([sys.executable, __file__, "--child", "--rounds", str(rounds)], check=True,

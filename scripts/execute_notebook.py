@@ -31,6 +31,8 @@ from traitlets.config.loader import PyFileConfigLoader
 from tqdm import tqdm
 
 ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))  # run as a script: the repository root's modules
+from atomic import write_atomically  # noqa: E402
 PROGRESS_ENV = "A3_PROGRESS_FILE"  # helpers.report_progress writes "title<TAB>epoch<TAB>epochs" there
 SECTION = re.compile(r"^#{1,3}\s+(\d+\.\d+|Appendix)\b", re.MULTILINE)
 QUESTION = re.compile(r"^\*\*\(([a-z])\)", re.MULTILINE)
@@ -280,13 +282,6 @@ def execute(source: Path, target: Path, bar: bool) -> int:
     print(f"Executed {len(steps)} code cells in {clock(time.monotonic() - progress.start)}; "
           f"wrote {target} ({len(body.encode()):,} bytes)", file=sys.stderr, flush=True)
     return 0
-
-
-def write_atomically(path: Path, text: str) -> None:
-    """Replace `path` with `text` in one step (a temporary file beside it, then os.replace)."""
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_text(text, encoding="utf-8")
-    os.replace(tmp, path)
 
 
 def main(argv: list[str]) -> int:

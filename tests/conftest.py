@@ -12,9 +12,10 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 import helpers  # noqa: E402
+from scripts.notebook_definitions import notebook_definitions  # noqa: E402
 
 # the notebook's own definitions (its datasets and networks), without running its trainings
-nb = SimpleNamespace(**helpers.notebook_definitions())
+nb = SimpleNamespace(**notebook_definitions())
 
 SHARED_ARCHIVE = ROOT.parent / "shared" / "fsdd" / f"free-spoken-digit-dataset-{helpers.FSDD_VERSION}.tar.gz"
 

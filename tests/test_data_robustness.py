@@ -536,9 +536,9 @@ def test_real_archive_from_path(recordings):
 
 def test_real_archive_over_http(tmp_path, fsdd_archive, robust_server, recordings):
     robust_server.payload = fsdd_archive.read_bytes()
-    recordings = helpers.download_fsdd(tmp_path / "new" / "nested", source=_url(robust_server))
-    assert helpers.recordings_digest(recordings) == helpers.FSDD_RECORDINGS_SHA256
-    assert sorted(p.name for p in recordings.iterdir()) == sorted(p.name for p in recordings.iterdir())
+    downloaded = helpers.download_fsdd(tmp_path / "new" / "nested", source=_url(robust_server))
+    assert helpers.recordings_digest(downloaded) == helpers.FSDD_RECORDINGS_SHA256
+    assert sorted(p.name for p in downloaded.iterdir()) == sorted(p.name for p in recordings.iterdir())
 
 
 @pytest.mark.parametrize("damage", ["truncated", "flipped"])
@@ -569,10 +569,11 @@ TRAIN_SCRIPT = textwrap.dedent("""
     import torch
     from torch import nn
     import helpers
+    from scripts.notebook_definitions import notebook_definitions
 
     torch.set_num_threads(1)
     torch.use_deterministic_algorithms(True)
-    data = helpers.notebook_definitions()["SpokenDigits"](sys.argv[2])
+    data = notebook_definitions()["SpokenDigits"](sys.argv[2])
     for seed in map(int, sys.argv[3:]):
         torch.manual_seed(seed)
         loader = torch.utils.data.DataLoader(data, batch_size=25, shuffle=True,
@@ -596,6 +597,7 @@ TRAIN_SCRIPT = textwrap.dedent("""
 """)
 
 
+@pytest.mark.slow
 def test_training_reruns_give_identical_metrics(tmp_path, recordings):
     """Two processes train the same seeded Conv1d net for 2 epochs on 200 real recordings."""
     subset = tmp_path / "recordings"

@@ -187,6 +187,7 @@ def test_mfcc_dataset_shape_on_real_recordings(subset):
     assert data[0][0].shape == (13, 74) and torch.isfinite(data.x).all()
 
 
+@pytest.mark.slow
 def test_short_training_on_real_recordings_lowers_the_loss(subset):
     data = nb.SpokenDigits(subset(30))  # 300 recordings
     torch.manual_seed(0)
@@ -213,56 +214,6 @@ def test_training_lowers_the_loss_in_float32_and_bfloat16(subset, bf16):
                            bf16=bf16, animate=False)
     losses = [loss for loss, _, _ in result.history]
     assert losses[-1] < 0.5 * losses[0]
-
-
-def test_channels_last_changes_the_layout_not_the_outputs():
-    torch.manual_seed(0)
-    net, x = nb.build_net(), torch.randn(2, 1, 6000)
-    with torch.no_grad():
-        before = net(x)
-        helpers.channels_last(net)
-        after = net(x)
-    weight = net[3].weight  # Conv1d(4, 8, 5): shape (8, 4, 5), input channels innermost
-    assert weight.shape == (8, 4, 5) and weight.stride() == (20, 1, 4)
-    assert net[0].weight.stride() == (5, 1, 1)  # Conv1d(1, 4, 5): one input channel, still channels-last
-    assert net[0](x).stride() == (5996 * 4, 1, 4)  # so the first activations are channels-last too
-    torch.testing.assert_close(after, before, rtol=1e-5, atol=1e-6)
-
-
-def test_channels_last_keeps_the_gradients_and_hooks_flatten_once():
-    x, y = torch.randn(2, 1, 6000), torch.tensor([3, 7])
-    torch.manual_seed(0)
-    plain = nb.build_net()
-    torch.manual_seed(0)
-    fast = helpers.channels_last(helpers.channels_last(nb.build_net()))  # twice: one hook
-    for net in (plain, fast):
-        nn.functional.cross_entropy(net(x), y).backward()
-    for p, q in zip(plain.parameters(), fast.parameters()):
-        torch.testing.assert_close(q.grad, p.grad, rtol=1e-4, atol=1e-7)
-    flatten = fast[12]
-    assert isinstance(flatten, nn.Flatten) and len(flatten._backward_hooks) == 1
-    grad_input, = helpers._channels_last_grad(flatten, (torch.randn(2, 32, 371),), (torch.randn(2, 11872),))
-    assert grad_input.stride() == (32 * 371, 1, 32)  # handed on channels-last
-
-
-@pytest.mark.parametrize("length", [10, 11])
-@pytest.mark.parametrize("layout", ["contiguous", "channels-last"])
-def test_fast_pooling_gives_avgpool_outputs_and_gradients(length, layout):
-    torch.manual_seed(0)
-    x = torch.randn(3, 4, length)
-    x = (helpers.channels_last_copy(x) if layout == "channels-last" else x).requires_grad_()
-    plain, fast = nn.AvgPool1d(2, 2), helpers.fast_pooling(nn.Sequential(nn.AvgPool1d(2, 2)))
-    grad = torch.randn(3, 4, length // 2)
-    # exact: (a + b) * 0.5 and the pooling's mean round alike, and both hand back grad / 2
-    assert torch.equal(fast(x), plain(x)) and fast(x).stride() == plain(x).stride()
-    mine, = torch.autograd.grad(fast(x), x, grad)
-    reference, = torch.autograd.grad(plain(x), x, grad)
-    assert torch.equal(mine, reference) and mine.stride() == x.stride()
-
-
-def test_fast_pooling_leaves_other_poolings_alone():
-    net = helpers.fast_pooling(nn.Sequential(nn.AvgPool1d(3, 2), nn.AvgPool1d(2, 2), nn.AvgPool1d(2, 1)))
-    assert ["forward" in vars(layer) for layer in net] == [False, True, False]
 
 
 def test_live_animator_redraws_at_most_every_interval(monkeypatch):
@@ -296,17 +247,6 @@ def test_train_resumes_a_plain_sgd_run():
         helpers.train(net, *loaders, 1, 0.1, device=CPU, animate=False, resume=first, optimizer="adamw")
 
 
-def test_reuse_freed_memory_stops_page_faults_for_freed_activations():
-    import resource
-    helpers.reuse_freed_memory()
-    torch.empty(1 << 20).fill_(1.0)  # 4 MB: from now on served from the heap
-    before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
-    for _ in range(20):
-        torch.empty(1 << 20).fill_(1.0)  # freed at once, then allocated again
-    faults = resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before
-    assert faults < 200  # fresh pages every time would be 20 x 1,024 faults
-
-
 def test_train_records_where_its_time_goes():
     torch.manual_seed(0)
     data = torch.utils.data.TensorDataset(torch.randn(64, 1, 20), torch.arange(64) % 10)
@@ -316,16 +256,6 @@ def test_train_records_where_its_time_goes():
     assert set(result.timing) == {"data", "steps", "evaluation", "plot"} and result.timing["plot"] == 0
     assert 0 < sum(result.timing.values()) <= result.seconds
     assert result.test_acc_after(2) == result.test_acc and result.schedule is None
-
-
-def test_mixed_precision_runs_convolutions_in_bfloat16_only_when_enabled():
-    conv, x = nn.Conv1d(1, 4, 5), torch.randn(2, 1, 50)
-    with helpers.mixed_precision(CPU, enabled=True):
-        assert conv(x).dtype == torch.bfloat16
-    with helpers.mixed_precision(CPU, enabled=False):
-        assert conv(x).dtype == torch.float32
-    with helpers.mixed_precision(CPU):  # by default: where the CPU computes bf16 natively
-        assert torch.is_autocast_enabled("cpu") == helpers.native_bf16(CPU)
 
 
 def test_test_noise_is_two_standard_errors():

@@ -10,6 +10,8 @@ from nbclient import NotebookClient
 
 from conftest import ROOT
 
+pytestmark = pytest.mark.slow
+
 # Run in the notebook's kernel after its last cell: facts about the networks and data it defined.
 PROBE = """
 import json

@@ -16,8 +16,7 @@ import helpers
 from conftest import ROOT
 
 RUNNER = ROOT / "scripts" / "execute_notebook.py"
-sys.path.insert(0, str(RUNNER.parent))
-import execute_notebook as runner  # noqa: E402
+from scripts import execute_notebook as runner
 
 TRAINING = """
 import time, helpers
@@ -49,6 +48,7 @@ def run(source: Path, target: Path) -> subprocess.CompletedProcess:
                           text=True, timeout=120)
 
 
+@pytest.mark.slow
 def test_plain_lines_show_cells_section_training_and_estimate(tmp_path):
     source = notebook(tmp_path / "in.ipynb",
                       new_markdown_cell("## 3.5 Spoken digits\n\n**(a) Load them.**"),
@@ -68,6 +68,7 @@ def test_plain_lines_show_cells_section_training_and_estimate(tmp_path):
     assert all("execution" in c.metadata and c.outputs == [] for c in executed.cells if c.cell_type == "code")
 
 
+@pytest.mark.slow
 def test_a_failing_cell_names_section_first_line_and_error_and_writes_nothing(tmp_path):
     source = notebook(tmp_path / "in.ipynb",
                       new_markdown_cell("### 3.8 Variations\n\n**(c) Batch norm.**"),
@@ -83,6 +84,7 @@ def test_a_failing_cell_names_section_first_line_and_error_and_writes_nothing(tm
     assert not target.exists() and list(tmp_path.iterdir()) == [source]
 
 
+@pytest.mark.slow
 def test_in_place_failure_keeps_the_notebook(tmp_path):
     source = notebook(tmp_path / "in.ipynb", new_code_cell("raise RuntimeError('stop here')"))
     before = source.read_bytes()

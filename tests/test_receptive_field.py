@@ -1,11 +1,15 @@
 """Receptive fields (3.1-3.4): the analytic calculator agrees with the gradient method."""
 
+from functools import cache
+
+import nbformat
 import pytest
 import torch
 from hypothesis import given, settings, strategies as st
 from torch import nn
 
 import helpers
+from scripts.notebook_definitions import NOTEBOOK
 
 torch.set_num_threads(1)
 
@@ -203,21 +207,18 @@ def test_parameter_count_of_a_convolution(kh, kw, c_in, c_out, bias):
     assert helpers.parameter_count(net) == kh * kw * c_in * c_out + (c_out if bias else 0)
 
 
+@cache
 def rf9_networks() -> dict[str, nn.Sequential]:
-    """The five 3.3 networks, rebuilt from the notebook."""
-    def conv(**kwargs):
-        return nn.Conv2d(3, 3, **kwargs)
-    return {
-        "One 9x9 convolution": nn.Sequential(conv(kernel_size=9, padding=4)),
-        "Many 3x3 convolutions": nn.Sequential(*[conv(kernel_size=3, padding=1) for _ in range(4)]),
-        "With pooling": nn.Sequential(conv(kernel_size=3, padding=1), nn.AvgPool2d(2, stride=1, padding=1),
-                                      nn.AvgPool2d(2), conv(kernel_size=3, padding=1)),
-        "With strided convolution": nn.Sequential(conv(kernel_size=3, padding=1),
-                                                  conv(kernel_size=3, stride=2, padding=1),
-                                                  conv(kernel_size=3, padding=1)),
-        "With dilation": nn.Sequential(conv(kernel_size=3, padding=1),
-                                       conv(kernel_size=3, padding=3, dilation=3)),
-    }
+    """The five 3.3 networks as the notebook builds them: its cells that fill rf9_nets, run without plots or prints."""
+    cells = [cell.source for cell in nbformat.read(NOTEBOOK, as_version=4).cells
+             if cell.cell_type == "code" and "rf9_nets[" in cell.source]
+    quiet = lambda *args, **kwargs: None  # noqa: E731
+    namespace = {"torch": torch, "nn": nn, "print": quiet, "plot_receptive_field": quiet,
+                 "print_parameter_count": quiet, "receptive_field_size": helpers.receptive_field_size,
+                 "rf9_nets": {}}
+    for source in cells:
+        exec(source, namespace)
+    return namespace["rf9_nets"]
 
 
 @pytest.mark.parametrize("name, layers, parameters, output", [
@@ -237,6 +238,8 @@ def test_section_3_3_networks_see_exactly_9x9(name, layers, parameters, output):
 
 
 def test_section_3_3_summary_table_is_computed():
+    assert list(rf9_networks()) == ["One 9x9 convolution", "Many 3x3 convolutions", "With pooling",
+                                    "With strided convolution", "With dilation"]
     table = helpers.network_summary(rf9_networks(), (14, 14)).splitlines()
     assert table[2] == "| One 9x9 convolution | 1 | 732 | 14x14 | 9x9 (81 pixels) |"
     assert len(table) == 2 + 5

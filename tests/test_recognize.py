@@ -21,6 +21,7 @@ from scipy.signal import resample_poly
 from torch import nn
 
 import helpers
+import recognizer
 import study
 from conftest import ROOT
 
@@ -140,8 +141,8 @@ def test_corrupt_model_file_is_retrained(tmp_path, capsys, fit_calls, data_dir, 
 @pytest.mark.parametrize("key, value", [("fingerprint", "0" * 64), ("format", 0), ("recipe", "waveform")])
 def test_outdated_model_file_is_retrained(tmp_path, capsys, fit_calls, data_dir, user_folder, key, value):
     models = tmp_path / "models"
-    header = {**recognize.model_header("tiny"), key: value}
-    recognize.save_model(build_tiny_net(), header, models / "recognizer.pt")
+    header = {**recognizer.model_header("tiny"), key: value}
+    recognizer.save_model(build_tiny_net(), header, models / "recognizer.pt")
     status, lines, err = run(capsys, user_folder, "--data", data_dir, "--models", models)
     assert status == 0 and len(fit_calls) == 1 and len(lines) == 3
     assert f"is outdated (trained with another {key} than recipe 'tiny'); training a new one" in err
@@ -149,18 +150,18 @@ def test_outdated_model_file_is_retrained(tmp_path, capsys, fit_calls, data_dir,
 
 def test_weights_of_another_shape_are_retrained(tmp_path, capsys, fit_calls, data_dir, user_folder):
     models = tmp_path / "models"
-    recognize.save_model(nn.Linear(3, 3), recognize.model_header("tiny"), models / "recognizer.pt")
+    recognizer.save_model(nn.Linear(3, 3), recognizer.model_header("tiny"), models / "recognizer.pt")
     status, _, err = run(capsys, user_folder, "--data", data_dir, "--models", models)
     assert status == 0 and len(fit_calls) == 1 and "is unreadable (RuntimeError" in err
 
 
 def test_fingerprint_follows_the_recipe_definition(fit_calls):
     tiny = study.RECIPES["tiny"]
-    fingerprints = {recognize.recipe_fingerprint(r) for r in [
+    fingerprints = {recognizer.recipe_fingerprint(r) for r in [
         tiny, study.Recipe("tiny test network", "mfcc", build_tiny_net, epochs=1, lr=1e-2, cmvn=True)]}
     assert len(fingerprints) == 1  # equal definitions, equal fingerprints
     for changed in [dict(epochs=2), dict(lr=1e-3), dict(masks=(2, 9)), dict(build=study.build_net_mfcc_gap)]:
-        assert recognize.recipe_fingerprint(dataclasses.replace(tiny, **changed)) not in fingerprints, changed
+        assert recognizer.recipe_fingerprint(dataclasses.replace(tiny, **changed)) not in fingerprints, changed
 
 
 def test_retrain_forces_training(tmp_path, capsys, fit_calls, data_dir, user_folder):
@@ -213,15 +214,16 @@ def test_no_training_data_exits_2_with_the_fix(tmp_path, capsys, fit_calls, user
     assert status == 2 and lines == [] and "nowhere.tar.gz does not exist. Set FSDD_SOURCE" in err
 
 
+@pytest.mark.slow
 def test_command_line_with_a_saved_model(tmp_path, user_folder, recordings):
     """The CLI in its own process, with an (untrained) model of the real recipe saved beforehand."""
     models = tmp_path / "models"
     recipe = study.RECIPES[study.RECOGNIZER]
-    recognize.save_model(recognize.build_model(recipe), recognize.model_header(study.RECOGNIZER),
+    recognizer.save_model(recognizer.build_model(recipe), recognizer.model_header(study.RECOGNIZER),
                          models / "recognizer.pt")
     command = [sys.executable, str(ROOT / "tools" / "recognize.py"), "--models", str(models),
                "--data", str(tmp_path / "no-data")]
-    env = {**os.environ, "A3_THREADS": "1"}
+    env = dict(os.environ)
     done = subprocess.run([*command, user_folder, recordings / "0_jackson_0.wav"], capture_output=True,
                           text=True, env=env, timeout=120)
     assert done.returncode == 0 and done.stderr == "", done.stderr  # loaded: no training, no download
@@ -233,14 +235,12 @@ def test_command_line_with_a_saved_model(tmp_path, user_folder, recordings):
 
 def test_fingerprints_are_the_same_in_a_fresh_process():
     """Else every run would retrain (e.g. a recipe field whose repr holds a memory address)."""
-    script = ("import importlib.util, sys; sys.path.insert(0, sys.argv[1]); import study\n"
-              "spec = importlib.util.spec_from_file_location('recognize', sys.argv[2])\n"
-              "recognize = importlib.util.module_from_spec(spec); spec.loader.exec_module(recognize)\n"
-              "print({name: recognize.recipe_fingerprint(r) for name, r in study.RECIPES.items()})")
-    done = subprocess.run([sys.executable, "-c", script, str(ROOT), str(ROOT / "tools" / "recognize.py")],
+    script = ("import sys; sys.path.insert(0, sys.argv[1]); import recognizer, study\n"
+              "print({name: recognizer.recipe_fingerprint(r) for name, r in study.RECIPES.items()})")
+    done = subprocess.run([sys.executable, "-c", script, str(ROOT)],
                           capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr
-    assert done.stdout.strip() == str({name: recognize.recipe_fingerprint(r) for name, r in study.RECIPES.items()})
+    assert done.stdout.strip() == str({name: recognizer.recipe_fingerprint(r) for name, r in study.RECIPES.items()})
 
 
 def test_the_recognizer_imports_neither_d2l_nor_torchvision():
@@ -261,13 +261,14 @@ def write_wav(file: Path, waveform: np.ndarray, rate: int, channels: int) -> Pat
     return file
 
 
+@pytest.mark.slow
 def test_long_noisy_recordings_and_digit_sequences_of_a_held_out_speaker(tmp_path, capsys, recordings,
                                                                           held_out_model, monkeypatch):
     recipe, net, speaker = held_out_model
     monkeypatch.setitem(study.RECIPES, "small", recipe)
     monkeypatch.setattr(study, "RECOGNIZER", "small")
     models = tmp_path / "models"
-    recognize.save_model(net, recognize.model_header("small"), models / "recognizer.pt")
+    recognizer.save_model(net, recognizer.model_header("small"), models / "recognizer.pt")
     rng = np.random.default_rng(3)
     clip = lambda d: helpers.read_wav(recordings / f"{d}_{speaker}_{rng.integers(10, 50)}.wav")  # noqa: E731
     singles, sequences = [2, 5, 8], [[4, 7, 1, 1], [0, 3, 9, 6]]

@@ -117,6 +117,7 @@ def test_augmented_loader_delays_every_signal_and_keeps_its_label():
     assert ((X[:, 0] > 0).sum(1) == 10).all()  # delayed, not cut
 
 
+@pytest.mark.slow
 def test_fit_learns_a_tiny_set_and_predict_proba_gives_probabilities():
     torch.manual_seed(0)
     x, y = torch.randn(40, 13, 74), torch.arange(40) % 10
@@ -217,6 +218,7 @@ def clip(recordings, name: str) -> np.ndarray:
     return helpers.read_wav(recordings / name)
 
 
+@pytest.mark.slow
 def test_speech_embeddings_give_96_values_every_20_ms(recordings):
     short, long = np.zeros(2000, np.float32), np.zeros(24000, np.float32)  # 0.25 s, 3 s
     short[500:1500] = clip(recordings, "4_jackson_0.wav")[:1000]
@@ -284,6 +286,7 @@ def test_augmented_loader_draws_one_copy_per_recording():
     assert X.shape == (64, 1) and set(X[:, 0].tolist()) == {0.0, 1.0, 2.0}
 
 
+@pytest.mark.slow
 def test_read_digits_reads_sequences_of_a_held_out_speaker(recordings, held_out_model):
     recipe, net, speaker = held_out_model
     rng = np.random.default_rng(0)

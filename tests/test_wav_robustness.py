@@ -15,6 +15,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+import audio
 import helpers
 from helpers import RecordingError
 
@@ -157,7 +158,7 @@ def test_fuzzed_headers_read_or_raise_recording_error(tmp_path, wav_bytes):
 
 
 def test_file_over_the_size_limit_is_refused_unread(tmp_path, wav_bytes, monkeypatch):
-    monkeypatch.setattr(helpers, "MAX_WAV_BYTES", 10_000)
+    monkeypatch.setattr(audio, "MAX_WAV_BYTES", 10_000)
     _assert_named_error(_write(tmp_path, wav_bytes), "read_wav reads wav files up to")
 
 

@@ -1,6 +1,6 @@
 """Copy the results table of the executed notebook (every training run, from 3.6(f) to 3.9) into README.md.
 
-    .venv/bin/python tools/readme_results.py          # after ./export_pdf.sh; rewrites the marked block
+    .venv/bin/python scripts/readme_results.py          # after ./export_pdf.sh; rewrites the marked block
 
 The block sits between the markers below, so the README shows the numbers of the committed run
 (tests/test_readme.py checks that they agree).
@@ -13,16 +13,15 @@ from pathlib import Path
 import nbformat
 
 ROOT = Path(__file__).resolve().parents[1]
-BEGIN, END = "<!-- results: tools/readme_results.py -->", "<!-- /results -->"
+BEGIN, END = "<!-- results: scripts/readme_results.py -->", "<!-- /results -->"
 
 
 def notebook_results(notebook: Path = ROOT / "assignment3.ipynb") -> str:
-    """The table of every run that the notebook's last runs cell (3.9(c)) printed."""
+    """The table of every run that the notebook shows at the end of 3.9."""
     for cell in reversed(nbformat.read(notebook, as_version=4).cells):
-        if cell.cell_type == "code" and "runs.append(" in cell.source:
-            tables = [o.data["text/markdown"] for o in cell.outputs if "text/markdown" in o.get("data", {})]
-            if tables:
-                return tables[-1][tables[-1].index("| Experiment"):].strip()
+        tables = [o.data["text/markdown"] for o in cell.get("outputs", []) if "text/markdown" in o.get("data", {})]
+        if tables and "Every run of this notebook" in tables[-1]:
+            return tables[-1][tables[-1].index("| run"):].strip()
     raise SystemExit(f"{notebook} has no executed results table: run ./export_pdf.sh first")
 
 

@@ -2,7 +2,7 @@
 # Check that requirements.txt (plus requirements-nodeps.txt, --no-deps) resolves to wheels on Python 3.10,
 # 3.11, 3.12 and 3.13, and that the sdist-only python_speech_features compiles on each.
 # Needs PyPI; installs nothing; under a minute (the versions run in parallel).
-#   tools/check_python_versions.sh [3.10 3.11 ...]
+#   scripts/check_python_versions.sh [3.10 3.11 ...]
 # A version whose interpreter is found (python3.X on PATH, or pyenv) is checked exactly with
 # `pip --python`; otherwise `--python-version` is used, which ignores environment markers.
 set -euo pipefail

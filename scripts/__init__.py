@@ -1,0 +1,1 @@
+"""Runner and maintenance scripts (a package, so tests and benchmarks import them by name)."""

@@ -1,0 +1,72 @@
+"""speed.py: every speed-up keeps the outputs and gradients of the untouched network (speed: benchmarks/)."""
+from __future__ import annotations
+
+import pytest
+import torch
+from torch import nn
+
+import speed
+from conftest import nb
+
+CPU = torch.device("cpu")
+
+
+def outputs_and_gradients(net: nn.Module, x: torch.Tensor, y: torch.Tensor):
+    """The network's outputs for x and its parameters' gradients of the cross-entropy with y."""
+    out = net(x)
+    nn.functional.cross_entropy(out, y).backward()
+    return out.detach(), [p.grad for p in net.parameters()]
+
+
+@pytest.mark.parametrize("build", ["build_net", "build_net_dropout", "build_resnet"])
+def test_speed_up_keeps_outputs_and_gradients(build):
+    x, y = torch.randn(2, 1, 6000), torch.tensor([3, 7])
+    torch.manual_seed(0)
+    plain = getattr(nb, build)().eval()
+    torch.manual_seed(0)
+    fast = speed.speed_up(getattr(nb, build)(), CPU).eval()
+    speed.speed_up(fast, CPU)  # twice: the same as once
+    out, grads = outputs_and_gradients(plain, x, y)
+    fast_out, fast_grads = outputs_and_gradients(fast, x, y)
+    torch.testing.assert_close(fast_out, out, rtol=1e-5, atol=1e-6)
+    for mine, reference in zip(fast_grads, grads):
+        torch.testing.assert_close(mine, reference, rtol=1e-4, atol=1e-7)
+
+
+@pytest.mark.parametrize("length", [10, 11])
+@pytest.mark.parametrize("layout", ["contiguous", "channels-last"])
+def test_fast_pooling_gives_avgpool_outputs_and_gradients(length, layout):
+    torch.manual_seed(0)
+    x = torch.randn(3, 4, length)
+    x = (speed.channels_last_copy(x) if layout == "channels-last" else x).requires_grad_()
+    plain, fast = nn.AvgPool1d(2, 2), speed.fast_pooling(nn.Sequential(nn.AvgPool1d(2, 2)))
+    grad = torch.randn(3, 4, length // 2)
+    # exact: (a + b) * 0.5 and the pooling's mean round alike, and both hand back grad / 2
+    assert torch.equal(fast(x), plain(x))
+    mine, = torch.autograd.grad(fast(x), x, grad)
+    reference, = torch.autograd.grad(plain(x), x, grad)
+    assert torch.equal(mine, reference)
+
+
+def test_fast_pooling_keeps_the_outputs_of_every_pooling():
+    layers = [nn.AvgPool1d(3, 2), nn.AvgPool1d(2, 2), nn.AvgPool1d(2, 1), nn.AvgPool1d(2, 2, ceil_mode=True)]
+    x = torch.randn(2, 3, 21)
+    for layer in layers:
+        assert torch.equal(speed.fast_pooling(nn.Sequential(layer))(x), nn.Sequential(type(layer)(
+            layer.kernel_size, layer.stride, ceil_mode=layer.ceil_mode))(x)), layer
+
+
+def test_reuse_freed_memory_keeps_values():
+    speed.reuse_freed_memory()
+    assert torch.ones(1 << 20).sum().item() == 1 << 20  # allocations still work, and again:
+    speed.reuse_freed_memory()
+
+
+def test_mixed_precision_runs_convolutions_in_bfloat16_only_when_enabled():
+    conv, x = nn.Conv1d(1, 4, 5), torch.randn(2, 1, 50)
+    with speed.mixed_precision(CPU, enabled=True):
+        assert conv(x).dtype == torch.bfloat16
+    with speed.mixed_precision(CPU, enabled=False):
+        assert conv(x).dtype == torch.float32
+    with speed.mixed_precision(CPU):  # by default: where the CPU computes bf16 natively
+        assert torch.is_autocast_enabled("cpu") == speed.native_bf16(CPU)

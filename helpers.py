@@ -723,13 +723,6 @@ def compare_normalizations(raw: np.ndarray, y: torch.Tensor, normalizations: dic
     return rows
 
 
-def comparison(a: float, b: float, tolerance: float = 0.005) -> str:
-    """How a compares with b, for generated prose: 'higher than', 'lower than' or 'about the same as'."""
-    if abs(a - b) <= tolerance:
-        return "about the same as"
-    return "higher than" if a > b else "lower than"
-
-
 def markdown_table(rows: list[dict], digits: int = 3) -> str:
     """A Markdown table with one row per dict (its keys are the header); floats rounded. Each column's
     dashes are as long as its longest cell: pandoc sizes wrapped columns in that proportion."""

@@ -35,7 +35,6 @@ from atomic import write_atomically
 
 RESULTS_FILE = Path(__file__).parent / "results" / "speaker_independent.json"
 RECORDINGS_FILE = RESULTS_FILE.parent / "recordings.json"  # tools/recordings.py: sequences, long recordings
-RUN_STUDY = os.environ.get("A3_STUDY", "0") == "1"  # the notebook reruns the whole study (update_results)
 SPLIT_SEED = 0  # the notebook's SEED, so the random 2/3 split is the one of 3.5
 SIZE = 6000  # samples kept per recording (0.75 s at 8 kHz), as in the notebook
 

@@ -313,9 +313,3 @@ def test_markdown_table():
 def test_markdown_table_escapes_pipes_inside_cells():
     table = helpers.markdown_table([{"mean |x|": "a|b"}])
     assert table.splitlines() == [r"| mean \|x\| |", "| ---------- |", r"| a\|b |"]
-
-
-def test_comparison_words():
-    assert helpers.comparison(0.9, 0.8) == "higher than"
-    assert helpers.comparison(0.8, 0.9) == "lower than"
-    assert helpers.comparison(0.801, 0.8) == "about the same as"

@@ -16,7 +16,7 @@ screenings with 1 thread (A3_THREADS=1, taskset -c 1) on one core (shared at tim
 which inflated some screenings' "seconds per fold"); embedding (6.9 min) with 1 thread, niced, on a core
 shared with other work, from its cached features (study.training_features: the speech embeddings of
 the recordings and their 8 copies each, 8.7 min once, kept in models/). Each recipe's "seconds" is
-stored. `A3_STUDY=1` makes the notebook run the same code first.
+stored.
 """
 from __future__ import annotations
 

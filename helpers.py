@@ -37,15 +37,6 @@ FAST = os.environ.get("A3_FAST", "0") == "1"
 FAST_BATCHES = 2
 
 
-class _D2L:
-    """d2l.torch, imported on first use: it imports torchvision and pandas (seconds), which reading wavs does not need."""
-
-    def __getattr__(self, name: str):
-        from d2l import torch as d2l
-        return getattr(d2l, name)
-
-
-d2l = _D2L()
 DEFAULT_DEVICE = torch.device("cuda:0" if torch.cuda.device_count() else "cpu")  # d2l.try_gpu()
 
 
@@ -485,8 +476,9 @@ class BatchLoader:
                 X = time_shift(X, torch.randint(-self.max_shift, self.max_shift + 1, (len(batch),)))
             yield X, self.y[batch]
 
-    def unshifted(self) -> BatchLoader:
-        """The same recordings in order and without time shifts (to measure accuracy on them)."""
+    def unaugmented(self) -> BatchLoader:
+        """The same recordings in order, as the network takes them, without time shifts (to measure
+        accuracy on them); a loader that augments otherwise overrides this."""
         return BatchLoader(torch.utils.data.TensorDataset(self.x, self.y), batch_size=256)
 
 
@@ -511,23 +503,33 @@ class TrainResult:
 
 
 
+def correct_count(y_hat: torch.Tensor, y: torch.Tensor) -> float:
+    """Number of rows of logits y_hat whose highest class is the label (d2l's accuracy)."""
+    return float((y_hat.argmax(1) == y).sum())
+
+
 def evaluate_accuracy(net: nn.Module, data_iter, device: torch.device, bf16: bool | None = None) -> float:
     """Fraction of correctly classified samples in `data_iter` (`bf16`: see mixed_precision)."""
     net.eval()
     correct, total = 0.0, 0
     with torch.inference_mode(), mixed_precision(device, bf16):
         for X, y in epoch_batches(data_iter):
-            correct += d2l.accuracy(net(X.to(device)), y.to(device))
+            correct += correct_count(net(X.to(device)), y.to(device))
             total += len(y)
     return correct / total
 
 
-def predict(net: nn.Module, x: torch.Tensor, batch_size: int = 256) -> torch.Tensor:
-    """Predicted class of every x[i]."""
+def predict_proba(net: nn.Module, x: torch.Tensor, batch_size: int = 256, bf16: bool | None = None) -> torch.Tensor:
+    """(N, classes): net's class probabilities for every x[i], on the CPU (`bf16`: see mixed_precision)."""
     net.eval()
     device = next(net.parameters()).device
-    with torch.inference_mode(), mixed_precision(device):
-        return torch.cat([net(X.to(device)).argmax(1).cpu() for X in x.split(batch_size)])
+    with torch.inference_mode(), mixed_precision(device, bf16):
+        return torch.cat([net(X.to(device)).float().softmax(1).cpu() for X in x.split(batch_size)])
+
+
+def predict(net: nn.Module, x: torch.Tensor, batch_size: int = 256) -> torch.Tensor:
+    """Predicted class of every x[i]: the most probable one."""
+    return predict_proba(net, x, batch_size).argmax(1)
 
 
 class LiveAnimator:
@@ -536,6 +538,7 @@ class LiveAnimator:
 
     def __init__(self, xlabel: str, ylabel: str, legend: list[str], xlim: list[float],
                  figsize: tuple[float, float] = (3.5, 2.5), fmts=('-', 'm--', 'g-.', 'r:'), interval: float = 2.0):
+        from d2l import torch as d2l  # imported here: it loads torchvision and pandas (seconds)
         d2l.use_svg_display()
         self.fig, axes = plt.subplots(figsize=figsize)
         self.axes = [axes]
@@ -597,7 +600,7 @@ def training_plot(title: str, done: list, num_epochs: int) -> LiveAnimator:
 
 def train_epoch(net, train_iter, loss, optimizer, scheduler, device, bf16, timing: dict) -> tuple[float, float, int]:
     """One pass of d2l's training loop; (summed loss, correct, examples); its seconds added to `timing`."""
-    metric = d2l.Accumulator(3)  # Sum of training loss, sum of training accuracy, no. of examples
+    loss_sum, correct, examples = 0.0, 0.0, 0  # as d2l's Accumulator(3)
     net.train()
     batches = iter(epoch_batches(train_iter))
     while True:
@@ -605,7 +608,7 @@ def train_epoch(net, train_iter, loss, optimizer, scheduler, device, bf16, timin
         batch = next(batches, None)
         timing["data"] += time.perf_counter() - tick
         if batch is None:
-            return metric[0], metric[1], metric[2]
+            return loss_sum, correct, examples
         tick = time.perf_counter()
         X, y = batch[0].to(device), batch[1].to(device, torch.long)
         optimizer.zero_grad()
@@ -617,7 +620,9 @@ def train_epoch(net, train_iter, loss, optimizer, scheduler, device, bf16, timin
         if scheduler is not None:
             scheduler.step()
         with torch.no_grad():
-            metric.add(l * X.shape[0], d2l.accuracy(y_hat, y), X.shape[0])
+            loss_sum += float(l * X.shape[0])
+            correct += correct_count(y_hat, y)
+            examples += X.shape[0]
         timing["steps"] += time.perf_counter() - tick
 
 
@@ -663,8 +668,8 @@ def train(net: nn.Module, train_iter, test_iter, num_epochs: int, lr: float,
     if animate:
         print(f'loss {train_l:.3f}, train acc {train_acc:.3f}, test acc {test_acc:.3f}')
         print(f'{examples * num_epochs / timing["steps"]:.1f} examples/sec on {str(device)}')
-    unshifted = train_iter.unshifted() if isinstance(train_iter, BatchLoader) else train_iter
-    fit_acc = evaluate_accuracy(net, unshifted, device, bf16)
+    unaugmented = train_iter.unaugmented() if isinstance(train_iter, BatchLoader) else train_iter
+    fit_acc = evaluate_accuracy(net, unaugmented, device, bf16)
     seconds = time.perf_counter() - start + (resume.seconds if resume is not None else 0.0)
     if resume is not None:
         timing = {part: value + resume.timing.get(part, 0.0) for part, value in timing.items()}

@@ -20,8 +20,9 @@ import audio
 import helpers
 import study
 
-FORMAT = 1  # version of the model file's layout; bump it when that changes
+FORMAT = 2  # version of the model file's layout; bump it when that changes
 MODEL_FILE = "recognizer.pt"
+RECIPE = study.RECIPES[study.RECOGNIZER]  # what tools/recognize.py trains (tests pass smaller replace()s of it)
 
 
 class UsageError(Exception):
@@ -80,55 +81,53 @@ def build_model(recipe: study.Recipe) -> nn.Module:
     return study.Ensemble([recipe.build() for _ in range(recipe.members)])
 
 
-def model_header(name: str) -> dict:
-    """What a model file must record to be reused: the file format, the recipe and its fingerprint."""
-    return {"format": FORMAT, "recipe": name, "fingerprint": recipe_fingerprint(study.RECIPES[name])}
+def model_header(recipe: study.Recipe) -> dict:
+    """What a model file must record to be reused: the file format and the recipe's fingerprint."""
+    return {"format": FORMAT, "fingerprint": recipe_fingerprint(recipe)}
 
 
-def load_model(file: Path, header: dict) -> nn.Module | None:
-    """The saved network if `file` holds one trained as `header` says; None (with a message) if not."""
+def load_model(file: Path, recipe: study.Recipe) -> nn.Module | None:
+    """The saved network if `file` holds one trained with `recipe`; None (with a message) if not."""
     if not file.exists():
         return None
     try:
-        saved = torch.load(file, weights_only=True)
+        saved, header = torch.load(file, weights_only=True), model_header(recipe)
         stale = [key for key in header if saved.get(key) != header[key]]
         if not stale:
-            net = build_model(study.RECIPES[header["recipe"]])
+            net = build_model(recipe)
             net.load_state_dict(saved["state_dict"])
             return net.eval()
-        problem = f"is outdated (trained with another {' and '.join(stale)} than recipe {header['recipe']!r})"
+        problem = f"is outdated (another {' and '.join(stale)}: trained with another file format, recipe or front end)"
     except Exception as err:  # noqa: BLE001 - any damage (zip, pickle, keys, shapes) means: train again
         problem = f"is unreadable ({type(err).__name__}: {err})"
     print(f"{file} {problem}; training a new one.", file=sys.stderr)
     return None
 
 
-def save_model(net: nn.Module, header: dict, file: Path) -> None:
-    """Write the network and its header to `file` atomically (study.save_atomic)."""
-    study.save_atomic({**header, "state_dict": net.state_dict()}, file)
+def save_model(net: nn.Module, recipe: study.Recipe, file: Path) -> None:
+    """Write the network and its header (model_header) to `file` atomically (study.save_atomic)."""
+    study.save_atomic({**model_header(recipe), "state_dict": net.state_dict()}, file)
 
 
-def train_model(name: str, data_dir: Path, models_dir: Path) -> nn.Module:
-    """study.fit of recipe `name` on all FSDD recordings (downloaded into data_dir if missing); the
+def train_model(recipe: study.Recipe, data_dir: Path, models_dir: Path) -> nn.Module:
+    """study.fit of `recipe` on all FSDD recordings (downloaded into data_dir if missing); the
     features of the recordings and their copies are cached in models_dir (study.training_features)."""
-    recipe = study.RECIPES[name]
     files = audio.list_recordings(helpers.download_fsdd(data_dir))
-    print(f"Training the recognizer ({name}) on {len(files):,} FSDD recordings; this takes minutes once.",
+    print(f"Training the recognizer on {len(files):,} FSDD recordings; this takes minutes once.",
           file=sys.stderr)
     x = study.training_features(recipe, [audio.read_wav(f) for f in files], models_dir)
     y = torch.tensor([audio.parse_file_name(f)[0] for f in files])
     return study.fit(recipe, x, y, seed=0, progress=True)
 
 
-def recognizer(models_dir: Path, data_dir: Path, retrain: bool = False) -> nn.Module:
-    """The network for study.RECOGNIZER: loaded from models_dir, else trained and saved there."""
-    header = model_header(study.RECOGNIZER)
+def recognizer(models_dir: Path, data_dir: Path, recipe: study.Recipe, retrain: bool = False) -> nn.Module:
+    """The network of `recipe`: loaded from models_dir, else trained and saved there."""
     file = models_dir / MODEL_FILE
-    net = None if retrain else load_model(file, header)
+    net = None if retrain else load_model(file, recipe)
     if net is None:
-        net = train_model(study.RECOGNIZER, data_dir, models_dir)
+        net = train_model(recipe, data_dir, models_dir)
         try:
-            save_model(net, header, file)
+            save_model(net, recipe, file)
             print(f"Saved the recognizer to {file}.", file=sys.stderr)
         except OSError as err:
             print(f"Could not save the recognizer to {file} ({err}); it serves this run only.", file=sys.stderr)
@@ -147,7 +146,7 @@ class Reading:
     error: audio.RecordingError | None = None
 
 
-def read_files(net: nn.Module, files: list[Path]) -> list[Reading]:
+def read_files(net: nn.Module, files: list[Path], recipe: study.Recipe) -> list[Reading]:
     """The reading of every file, in order: the readable ones classified together (study.read_digits)."""
     readings, waveforms = [], []
     for file in files:
@@ -156,7 +155,7 @@ def read_files(net: nn.Module, files: list[Path]) -> list[Reading]:
             readings.append(Reading(file))
         except audio.RecordingError as err:
             readings.append(Reading(file, error=err))
-    read = iter(study.read_digits(net, study.RECIPES[study.RECOGNIZER], waveforms) if waveforms else [])
+    read = iter(study.read_digits(net, recipe, waveforms) if waveforms else [])
     for reading in readings:
         if reading.error is None:
             digits, reading.probability = next(read)

@@ -396,6 +396,11 @@ class AugmentedLoader(helpers.BatchLoader):
                 X = mask_band(X, r.masks[1], dim=2)
             yield X, y
 
+    def unaugmented(self) -> helpers.BatchLoader:
+        """The recordings themselves (without their copies: (N, ...) as the network takes them), in order."""
+        x = self.x[:, 0] if self.recipe.copies else self.x
+        return helpers.BatchLoader(torch.utils.data.TensorDataset(x, self.y), batch_size=256)
+
 
 # -----------------------------------------------------------------------------
 # Training and prediction (the interface of tools/recognize.py: recording_features, fit, predict_proba)

@@ -65,8 +65,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         files = recognizer.files_to_classify(args.paths)
         helpers.set_threads()
-        net = recognizer.recognizer(args.models, args.data, args.retrain)
-        return 1 if print_readings(recognizer.read_files(net, files)) else 0
+        net = recognizer.recognizer(args.models, args.data, recognizer.RECIPE, args.retrain)
+        return 1 if print_readings(recognizer.read_files(net, files, recognizer.RECIPE)) else 0
     except (recognizer.UsageError, audio.FSDDError) as err:  # e.g. openwakeword missing: the front end cannot run
         print(f"error: {err}", file=sys.stderr)
         return 2

@@ -8,11 +8,14 @@ The block sits between the markers below, so the README shows the numbers of the
 from __future__ import annotations
 
 import re
+import sys
 from pathlib import Path
 
 import nbformat
 
 ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+from atomic import write_atomically  # noqa: E402
 BEGIN, END = "<!-- results: scripts/readme_results.py -->", "<!-- /results -->"
 
 
@@ -36,7 +39,7 @@ def readme_results(readme: Path = ROOT / "README.md") -> str:
 def main() -> None:
     readme = ROOT / "README.md"
     text = readme.read_text().replace(readme_results(readme), notebook_results())
-    readme.write_text(text)
+    write_atomically(readme, text)
     print(f"updated the results table in {readme}")
 
 

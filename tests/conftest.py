@@ -40,16 +40,16 @@ def recordings(fsdd_archive: Path, tmp_path_factory: pytest.TempPathFactory) -> 
 
 @pytest.fixture(scope="session")
 def held_out_model(recordings: Path):
-    """(recipe, network, held-out speaker): study.RECOGNIZER's recipe without copies, a few epochs on takes
+    """(recipe, network, held-out speaker): recognizer.RECIPE without copies, a few epochs on takes
     0-9 of five speakers (500 recordings; seconds), theo held out."""
     import dataclasses
 
     import torch
 
-    import study
-    recipe = dataclasses.replace(study.RECIPES[study.RECOGNIZER], copies=0, epochs=10, members=1)
+    import recognizer
+    recipe = dataclasses.replace(recognizer.RECIPE, copies=0, epochs=10, members=1)
     files = [f for f in sorted(recordings.glob("*.wav"))
              if helpers.parse_file_name(f)[1] != "theo" and helpers.parse_file_name(f)[2] < 10]
-    x = study.recording_features(recipe, [helpers.read_wav(f) for f in files])
+    x = recognizer.recording_features(recipe, [helpers.read_wav(f) for f in files])
     y = torch.tensor([helpers.parse_file_name(f)[0] for f in files])
-    return recipe, study.fit(recipe, x, y), "theo"
+    return recipe, recognizer.fit(recipe, x, y), "theo"

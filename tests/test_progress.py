@@ -123,7 +123,9 @@ def test_report_progress_writes_one_line_and_never_fails(tmp_path, monkeypatch):
     assert runner.read_training(tmp_path / "progress") == ("3.8(a) dropout as given", 57, 200)
     assert list(tmp_path.iterdir()) == [tmp_path / "progress"]
     monkeypatch.setenv("A3_PROGRESS_FILE", str(tmp_path / "gone" / "progress"))
-    helpers.report_progress("x", 1, 2)  # no folder: nothing shown, the training goes on
+    helpers.report_progress("x", 1, 2)  # no folder: no error (the training goes on), nothing written
+    assert list(tmp_path.iterdir()) == [tmp_path / "progress"]
+    assert runner.read_training(tmp_path / "progress") == ("3.8(a) dropout as given", 57, 200)
 
 
 def test_plain_lines_during_a_training_every_10_percent_and_30_seconds():

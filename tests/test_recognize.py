@@ -39,20 +39,20 @@ def build_tiny_net() -> nn.Sequential:
     return nn.Sequential(nn.Conv1d(13, 8, 3), nn.ReLU(), nn.AdaptiveAvgPool1d(1), nn.Flatten(), nn.Linear(8, 10))
 
 
-TINY = study.Recipe("tiny test network", "mfcc", build_tiny_net, epochs=1, lr=1e-2, cmvn=True)
+TINY = recognizer.Recipe("tiny test network", "mfcc", build_tiny_net, epochs=1, lr=1e-2, cmvn=True)
 
 
 @pytest.fixture
 def fit_calls(monkeypatch) -> list[str]:
-    """The command line trains TINY; the list records each study.fit call's recipe."""
+    """The command line trains TINY; the list records each recognizer.fit call's recipe."""
     monkeypatch.setattr(recognizer, "RECIPE", TINY)
-    calls, fit = [], study.fit
+    calls, fit = [], recognizer.fit
 
     def counted_fit(recipe, x, y, **options):
         calls.append(recipe.about)
         return fit(recipe, x, y, **options)
 
-    monkeypatch.setattr(study, "fit", counted_fit)
+    monkeypatch.setattr(recognizer, "fit", counted_fit)
     return calls
 
 
@@ -179,7 +179,7 @@ def test_weights_of_another_shape_are_retrained(tmp_path, capsys, fit_calls, dat
 def test_fingerprint_follows_the_recipe_definition(fit_calls):
     tiny = TINY
     fingerprints = {recognizer.recipe_fingerprint(r) for r in [
-        tiny, study.Recipe("tiny test network", "mfcc", build_tiny_net, epochs=1, lr=1e-2, cmvn=True)]}
+        tiny, recognizer.Recipe("tiny test network", "mfcc", build_tiny_net, epochs=1, lr=1e-2, cmvn=True)]}
     assert len(fingerprints) == 1  # equal definitions, equal fingerprints
     for changed in [dict(epochs=2), dict(lr=1e-3), dict(masks=(2, 9)), dict(build=study.build_net_mfcc_gap)]:
         assert recognizer.recipe_fingerprint(dataclasses.replace(tiny, **changed)) not in fingerprints, changed
@@ -277,12 +277,13 @@ def test_fingerprints_are_the_same_in_a_fresh_process():
     assert done.stdout.strip() == str({name: recognizer.recipe_fingerprint(r) for name, r in study.RECIPES.items()})
 
 
-def test_the_recognizer_imports_neither_d2l_nor_torchvision():
-    """Classifying with a saved model starts in seconds: d2l (and torchvision, pandas with it) stay unloaded."""
+def test_the_recognizer_imports_neither_d2l_nor_torchvision_nor_the_study():
+    """Classifying with a saved model starts in seconds: d2l (and torchvision, pandas with it) stay unloaded; a
+    user's recording never goes into study.py (the study imports the recognizer, not the other way round)."""
     script = ("import importlib.util, sys\n"
               "spec = importlib.util.spec_from_file_location('recognize', sys.argv[1])\n"
               "recognize = importlib.util.module_from_spec(spec); spec.loader.exec_module(recognize)\n"
-              "print(sorted(m for m in ('d2l', 'd2l.torch', 'torchvision', 'pandas') if m in sys.modules))")
+              "print(sorted(m for m in ('d2l', 'd2l.torch', 'torchvision', 'pandas', 'study') if m in sys.modules))")
     done = subprocess.run([sys.executable, "-c", script, str(ROOT / "tools" / "recognize.py")],
                           capture_output=True, text=True, timeout=300)
     assert done.returncode == 0 and done.stdout.strip() == "[]", done.stdout + done.stderr

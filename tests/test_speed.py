@@ -1,12 +1,16 @@
 """speed.py: every speed-up keeps the outputs and gradients of the untouched network (speed: benchmarks/)."""
 from __future__ import annotations
 
+import subprocess
+import sys
+from pathlib import Path
+
 import pytest
 import torch
 from torch import nn
 
 import speed
-from conftest import nb
+from conftest import ROOT, nb
 
 CPU = torch.device("cpu")
 
@@ -56,10 +60,31 @@ def test_fast_pooling_keeps_the_outputs_of_every_pooling():
             layer.kernel_size, layer.stride, ceil_mode=layer.ceil_mode))(x)), layer
 
 
-def test_reuse_freed_memory_keeps_values():
+MMAPPED_MB = """
+import ctypes, sys
+sys.path.insert(0, sys.argv[1])
+import torch, speed
+class Mallinfo2(ctypes.Structure):
+    _fields_ = [(name, ctypes.c_size_t) for name in ("arena", "ordblks", "smblks", "hblks", "hblkhd", "usmblks",
+                                                       "fsmblks", "uordblks", "fordblks", "keepcost")]
+libc = ctypes.CDLL("libc.so.6")
+libc.mallinfo2.restype = Mallinfo2
+if sys.argv[2] == "reuse":
     speed.reuse_freed_memory()
-    assert torch.ones(1 << 20).sum().item() == 1 << 20  # allocations still work, and again:
-    speed.reuse_freed_memory()
+before = libc.mallinfo2().hblkhd  # bytes in blocks of their own (mmap): returned to the system when freed
+x = torch.ones(4 << 20)  # a 16 MB activation
+print((libc.mallinfo2().hblkhd - before) >> 20)
+"""
+
+
+@pytest.mark.skipif(not Path("/lib/x86_64-linux-gnu/libc.so.6").exists(), reason="glibc on x86-64 only")
+@pytest.mark.parametrize("mode, mmapped", [("default", 16), ("reuse", 0)])
+def test_reuse_freed_memory_serves_activations_from_the_heap(mode, mmapped):
+    """glibc by default maps a 16 MB block of its own (freed to the system, faulted in again next step);
+    after reuse_freed_memory it comes from the heap, which keeps freed memory for the next step."""
+    done = subprocess.run([sys.executable, "-c", MMAPPED_MB, str(ROOT), mode], capture_output=True, text=True,
+                          timeout=120)
+    assert done.returncode == 0 and int(done.stdout) == mmapped, done.stderr
 
 
 def test_mixed_precision_runs_convolutions_in_bfloat16_only_when_enabled():

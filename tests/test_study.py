@@ -8,6 +8,7 @@ import pytest
 import torch
 
 import helpers
+import recognizer
 import study
 
 SPEAKERS = ["george", "jackson", "lucas", "nicolas", "theo", "yweweler"]
@@ -60,7 +61,7 @@ HEAD = conv(32, 32, 3) + conv(32, 64, 3) + conv(64, 64, 3) + conv(64, 128, 3) + 
     (study.build_net_waveform, (1, 6000), conv(1, 64, 80) + conv(64, 64, 3) + conv(64, 128, 3) + conv(128, 128, 3) + 1290),
     (study.build_net_filterbank, (1, 6000), 40 * 101 + conv(40, 32, 3) + HEAD),  # filters: no bias
     (study.build_net_mfcc_gap, (13, 74), conv(13, 32, 3) + HEAD),
-    (study.build_net_embedding_head, (288,), 2 * 288 + 288 * 256 + 256 + 256 * 10 + 10),  # batch norm, 2 linear
+    (recognizer.build_net_embedding_head, (288,), 2 * 288 + 288 * 256 + 256 + 256 * 10 + 10),  # batch norm, 2 linear
 ])
 def test_networks_map_inputs_to_ten_logits(build, shape, params):
     net = build().eval()
@@ -70,14 +71,14 @@ def test_networks_map_inputs_to_ten_logits(build, shape, params):
 
 def test_utterance_cmvn_normalizes_every_channel():
     x = torch.randn(3, 13, 74) * 5 + 2
-    z = study.utterance_cmvn(x)
+    z = recognizer.standardize(x)
     torch.testing.assert_close(z.mean(-1), torch.zeros(3, 13), atol=1e-5, rtol=0)
     torch.testing.assert_close(z.std(-1), torch.ones(3, 13), atol=1e-4, rtol=0)
 
 
 def test_speed_perturb_resamples_and_zero_fills():
     x = torch.arange(10.0).view(1, 1, 10).repeat(3, 1, 1)
-    y = study.speed_perturb(x, torch.tensor([1.0, 2.0, 0.5]))
+    y = recognizer.speed_perturb(x, torch.tensor([1.0, 2.0, 0.5]))
     # exact on any CPU: these factors give integer or half-integer source positions, so every weight
     # (0, 0.5, 1) and every product and sum of small integers is exact in float32
     assert torch.equal(y[0], x[0])  # factor 1 keeps the signal
@@ -88,7 +89,7 @@ def test_speed_perturb_resamples_and_zero_fills():
 def test_add_noise_has_the_requested_snr():
     torch.manual_seed(0)
     x = torch.randn(2, 1, 100000)
-    noise = study.add_noise(x, torch.tensor([0.0, 20.0])) - x
+    noise = recognizer.add_noise(x, torch.tensor([0.0, 20.0])) - x
     ratio = x.pow(2).mean(-1) / noise.pow(2).mean(-1)
     torch.testing.assert_close(10 * ratio.log10().squeeze(1), torch.tensor([0.0, 20.0]), atol=0.1, rtol=0)
 
@@ -96,11 +97,11 @@ def test_add_noise_has_the_requested_snr():
 def test_mask_band_zeros_one_band_per_example():
     torch.manual_seed(0)
     x = torch.ones(50, 13, 74)
-    frames = study.mask_band(x, 9, dim=2)
+    frames = recognizer.mask_band(x, 9, dim=2)
     zero_frames = (frames == 0).all(1).sum(1)  # masked frames per example
     assert zero_frames.max() <= 9 and zero_frames.max() > 0
     assert ((frames == 0).any(1) == (frames == 0).all(1)).all()  # whole frames, all channels
-    rows = study.mask_band(x, 2, dim=1)
+    rows = recognizer.mask_band(x, 2, dim=1)
     assert (rows == 0).all(2).sum(1).max() <= 2 and ((rows == 0).any(2) == (rows == 0).all(2)).all()
 
 
@@ -108,8 +109,8 @@ def test_augmented_loader_delays_every_signal_and_keeps_its_label():
     torch.manual_seed(0)
     x = torch.zeros(64, 1, 100)
     x[:, :, :10] = 1  # every signal starts at sample 0 and lasts 10 samples
-    recipe = study.Recipe("test", "waveform", study.build_net_waveform, epochs=1, lr=1e-3, max_delay=20)
-    batches = list(study.AugmentedLoader(torch.utils.data.TensorDataset(x, torch.arange(64)), 16, recipe))
+    recipe = recognizer.Recipe("test", "waveform", study.build_net_waveform, epochs=1, lr=1e-3, max_delay=20)
+    batches = list(recognizer.AugmentedLoader(torch.utils.data.TensorDataset(x, torch.arange(64)), 16, recipe))
     X, y = torch.cat([X for X, _ in batches]), torch.cat([y for _, y in batches])
     assert sorted(y.tolist()) == list(range(64))
     onsets = (X[:, 0] > 0).float().argmax(1)
@@ -122,27 +123,27 @@ def test_fit_learns_a_tiny_set_and_predict_proba_gives_probabilities():
     torch.manual_seed(0)
     x, y = torch.randn(40, 13, 74), torch.arange(40) % 10
     x[torch.arange(40), y] += 3  # digit d: coefficient d is high
-    recipe = study.Recipe("test", "mfcc", study.build_net_mfcc_gap, epochs=8, lr=1e-2, batch_size=8,
+    recipe = recognizer.Recipe("test", "mfcc", study.build_net_mfcc_gap, epochs=8, lr=1e-2, batch_size=8,
                           masks=(2, 5), members=2)
-    net = study.fit(recipe, x, y, seed=3)
-    assert isinstance(net, study.Ensemble) and len(net.members) == 2 and not net.training
-    p = study.predict_proba(net, x)
+    net = recognizer.fit(recipe, x, y, seed=3)
+    assert isinstance(net, recognizer.Ensemble) and len(net.members) == 2 and not net.training
+    p = helpers.predict_proba(net, x, bf16=False)
     assert p.shape == (40, 10) and torch.allclose(p.sum(1), torch.ones(40))
     assert study.accuracy_of(p.argmax(1), y) > 0.9
 
 
 def test_fit_is_reproducible_from_its_seed():
     x, y = torch.randn(20, 13, 74), torch.arange(20) % 10
-    recipe = study.Recipe("test", "mfcc", study.build_net_mfcc_gap, epochs=1, lr=1e-3, batch_size=10)
-    first, second = (study.predict_proba(study.fit(recipe, x, y, seed=1), x) for _ in range(2))
+    recipe = recognizer.Recipe("test", "mfcc", study.build_net_mfcc_gap, epochs=1, lr=1e-3, batch_size=10)
+    first, second = (helpers.predict_proba(recognizer.fit(recipe, x, y, seed=1), x, bf16=False) for _ in range(2))
     assert torch.equal(first, second)  # exact: the same process, CPU and thread count
 
 
 def test_recording_features_give_every_recipe_its_input_shape():
     waveforms = [np.zeros(3000, np.float32), 0.1 * np.random.default_rng(0).standard_normal(9000).astype(np.float32)]
-    shapes = {"waveform": (2, 1, study.SIZE), "mfcc": (2, 13, 74), "embedding": (2, 288)}
+    shapes = {"waveform": (2, 1, recognizer.SIZE), "mfcc": (2, 13, 74), "embedding": (2, 288)}
     for recipe in study.RECIPES.values():
-        x = study.recording_features(recipe, waveforms)
+        x = recognizer.recording_features(recipe, waveforms)
         assert x.shape == shapes[recipe.features] and x.dtype == torch.float32
     assert study.RECOGNIZER in study.RECIPES
 
@@ -222,26 +223,26 @@ def clip(recordings, name: str) -> np.ndarray:
 def test_speech_embeddings_give_96_values_every_20_ms(recordings):
     short, long = np.zeros(2000, np.float32), np.zeros(24000, np.float32)  # 0.25 s, 3 s
     short[500:1500] = clip(recordings, "4_jackson_0.wav")[:1000]
-    embeddings = study.speech_embeddings([short, long])
+    embeddings = recognizer.speech_embeddings([short, long])
     assert embeddings[0].shape == (11, 96)  # 1 s: 97 frames of 10 ms, a window of 76 every 2
-    assert study.mel_windows(study.embedding_input(short)).shape == (11, 76, 32, 1)
+    assert recognizer.mel_windows(recognizer.embedding_input(short)).shape == (11, 76, 32, 1)
     assert len(embeddings[1]) > 3 * len(embeddings[0]) and np.isfinite(embeddings[1]).all()
     assert np.abs(embeddings[0] - embeddings[1][:len(embeddings[0])]).max() > 1  # speech differs from silence
 
 
 def test_embedding_input_centres_the_clip_in_a_second_at_16_khz():
-    x = study.embedding_input(np.full(4000, 0.5, np.float32))  # 0.5 s at 8 kHz
+    x = recognizer.embedding_input(np.full(4000, 0.5, np.float32))  # 0.5 s at 8 kHz
     assert x.shape == (16000,) and x.dtype == np.float32
     loud = np.flatnonzero(np.abs(x) > 1000)
     assert abs(loud[0] - 4000) < 20 and abs(loud[-1] - 12000) < 20 and abs(x[8000] / 32767 - 0.5) < 0.01
-    assert len(study.embedding_input(np.zeros(12000, np.float32))) == 24000  # longer clips: not cut
+    assert len(recognizer.embedding_input(np.zeros(12000, np.float32))) == 24000  # longer clips: not cut
 
 
 def test_perturb_voice_changes_pace_loudness_and_padding_reproducibly(recordings):
     x = clip(recordings, "7_lucas_3.wav")
-    one, again = (study.perturb_voice(x, np.random.default_rng(5), speed=0.15) for _ in range(2))
+    one, again = (recognizer.perturb_voice(x, np.random.default_rng(5), speed=0.15) for _ in range(2))
     assert np.array_equal(one, again) and one.dtype == np.float32 and np.abs(one).max() <= 1
-    lengths = [len(study.perturb_voice(x, np.random.default_rng(seed), speed=0.15)) for seed in range(20)]
+    lengths = [len(recognizer.perturb_voice(x, np.random.default_rng(seed), speed=0.15)) for seed in range(20)]
     assert len(x) / 1.15 - 2 <= min(lengths) and max(lengths) <= len(x) / 0.85 + 0.3 * helpers.SAMPLE_RATE + 2
     assert len(set(lengths)) > 10
 
@@ -251,7 +252,7 @@ def test_speech_segments_find_each_digit_of_an_assembled_recording(recordings):
     rng = np.random.default_rng(0)
     for _ in range(5):
         x = study.assemble(clips, rng)
-        segments = study.speech_segments(x)
+        segments = recognizer.speech_segments(x)
         assert len(segments) == 4, segments
         assert all(b - a >= 0.1 * helpers.SAMPLE_RATE for a, b in segments)
 
@@ -259,30 +260,30 @@ def test_speech_segments_find_each_digit_of_an_assembled_recording(recordings):
 def test_one_digit_in_a_long_noisy_recording_is_one_segment(recordings):
     x, rate = clip(recordings, "6_nicolas_20.wav"), helpers.SAMPLE_RATE
     recording = study.assemble([x], np.random.default_rng(1), lead=(3, 4), snr_db=(15, 15))
-    [(start, end)] = study.speech_segments(recording)
+    [(start, end)] = recognizer.speech_segments(recording)
     assert 2.9 * rate < start and end < 4.1 * rate + len(x) and end - start <= len(x) + 0.15 * rate  # margins
-    assert study.speech_segments(np.zeros(8000, np.float32)) == []  # silence: nothing spoken
-    assert len(study.spoken_parts(np.zeros(8000, np.float32))) == 1  # read as one digit anyway
+    assert recognizer.speech_segments(np.zeros(8000, np.float32)) == []  # silence: nothing spoken
+    assert len(recognizer.spoken_parts(np.zeros(8000, np.float32))) == 1  # read as one digit anyway
 
 
 def test_training_features_hold_every_copy_and_are_cached(tmp_path, monkeypatch):
     waveforms = [0.1 * np.random.default_rng(i).standard_normal(3000 + 500 * i).astype(np.float32) for i in range(3)]
-    recipe = study.Recipe("test", "mfcc", study.build_net_mfcc_gap, epochs=1, lr=1e-3, copies=2)
-    x = study.training_features(recipe, waveforms, tmp_path)
-    assert x.shape == (3, 3, 13, 74) and torch.equal(x[:, 0], study.recording_features(recipe, waveforms))
+    recipe = recognizer.Recipe("test", "mfcc", study.build_net_mfcc_gap, epochs=1, lr=1e-3, copies=2)
+    x = recognizer.training_features(recipe, waveforms, tmp_path)
+    assert x.shape == (3, 3, 13, 74) and torch.equal(x[:, 0], recognizer.recording_features(recipe, waveforms))
     assert not torch.equal(x[:, 1], x[:, 0]) and not torch.equal(x[:, 1], x[:, 2])
     assert len(list(tmp_path.glob("features-*.pt"))) == 1 and not list(tmp_path.glob(".*partial"))
-    monkeypatch.setattr(study, "mfcc_frames", None)  # the cached features are loaded, not computed
-    assert torch.equal(study.training_features(recipe, waveforms, tmp_path), x)
+    monkeypatch.setattr(recognizer, "mfcc_frames", None)  # the cached features are loaded, not computed
+    assert torch.equal(recognizer.training_features(recipe, waveforms, tmp_path), x)
     with pytest.raises(TypeError):  # other recordings are not in the cache: computed (without mfcc_frames)
-        study.training_features(recipe, [2 * w for w in waveforms], tmp_path)
+        recognizer.training_features(recipe, [2 * w for w in waveforms], tmp_path)
 
 
 def test_augmented_loader_draws_one_copy_per_recording():
     torch.manual_seed(0)
     x = torch.arange(3.0).view(1, 3, 1).repeat(64, 1, 1)  # copy k of every recording holds the value k
-    recipe = study.Recipe("test", "embedding", study.build_net_embedding_head, epochs=1, lr=1e-3, copies=2)
-    X = torch.cat([X for X, _ in study.AugmentedLoader(torch.utils.data.TensorDataset(x, torch.arange(64)), 16, recipe)])
+    recipe = recognizer.Recipe("test", "embedding", recognizer.build_net_embedding_head, epochs=1, lr=1e-3, copies=2)
+    X = torch.cat([X for X, _ in recognizer.AugmentedLoader(torch.utils.data.TensorDataset(x, torch.arange(64)), 16, recipe)])
     assert X.shape == (64, 1) and set(X[:, 0].tolist()) == {0.0, 1.0, 2.0}
 
 
@@ -293,10 +294,10 @@ def test_read_digits_reads_sequences_of_a_held_out_speaker(recordings, held_out_
     truths = [[int(d) for d in rng.integers(0, 10, 4)] for _ in range(5)]
     sequences = [study.assemble([clip(recordings, f"{d}_{speaker}_{rng.integers(10, 50)}.wav") for d in truth], rng)
                  for truth in truths]
-    read = study.read_digits(net, recipe, sequences)
+    read = recognizer.read_digits(net, recipe, sequences)
     assert all(len(digits) == 4 and 0 <= p <= 1 for digits, p in read)
     correct = sum(a == b for (digits, _), truth in zip(read, truths) for a, b in zip(digits, truth))
     assert correct >= 0.8 * 20, read
     _, p = read[0]
-    single = study.read_digits(net, recipe, [clip(recordings, f"{truths[0][0]}_{speaker}_20.wav")])
+    single = recognizer.read_digits(net, recipe, [clip(recordings, f"{truths[0][0]}_{speaker}_20.wav")])
     assert len(single[0][0]) == 1 and p < 1  # one digit stays one; a sequence's probability is a product

@@ -5,7 +5,7 @@
 
 Prints one line per readable file, tab-separated: the path, the digits spoken in it and the probability
 of that reading, e.g. "my_seven.wav<TAB>7<TAB>0.983" or "pin.wav<TAB>4711<TAB>0.912". A recording may
-be of any length: its spoken parts are found by their loudness (study.speech_segments: silence and
+be of any length: its spoken parts are found by their loudness (recognizer.speech_segments: silence and
 steady room noise before, between and after them are skipped; pauses under 0.2 s do not split a
 digit) and each part is read as one digit. The probability is the product of the digits' own
 probabilities (the highest of each part's ten), the model's probability of the whole sequence if the
@@ -13,7 +13,7 @@ parts are right and independent. A folder stands for its .wav files (any case, s
 skipped); its subfolders are not searched: pass them too (e.g. recordings/*/). Any sample rate, mono
 or stereo, 8-32 bit integer or float wavs are read (audio.read_wav).
 
-The model is study.RECIPES[study.RECOGNIZER] trained on all 3,000 FSDD recordings. The first run
+The model is recognizer.RECIPE trained on all 3,000 FSDD recordings. The first run
 downloads FSDD into --data (set FSDD_SOURCE to a local archive to skip the download) and trains it,
 which takes minutes (the embeddings of the recordings and their perturbed copies, kept in --models
 for later trainings, then the network), and saves it as --models/recognizer.pt; later runs load it in

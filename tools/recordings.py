@@ -2,7 +2,7 @@
 
     python tools/recordings.py        # writes study.RECORDINGS_FILE, results/recordings.json (minutes)
 
-For every FSDD speaker, study.RECOGNIZER is trained on the other five (the study's leave-one-speaker-out
+For every FSDD speaker, recognizer.RECIPE is trained on the other five (the study's leave-one-speaker-out
 folds) and reads recordings assembled from the held-out speaker's clips (study.assemble):
 - sequences: SEQUENCES per speaker, each of 3-7 random clips (a PIN, a phone number) with pauses of
   0.3-0.7 s, 0.5-3 s before and after, under white noise 10-30 dB below the speech;
@@ -25,6 +25,7 @@ from scipy.signal import resample_poly
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import helpers  # noqa: E402
+import recognizer  # noqa: E402
 import study  # noqa: E402
 
 SEQUENCES, SINGLES = 34, 50  # per held-out speaker: 204 sequences and 300 single digits in all
@@ -63,16 +64,16 @@ def held_out_recordings(data: dict, test: np.ndarray, rng: np.random.Generator, 
 def main() -> None:
     """Train the recognizer's recipe per held-out speaker, read its assembled recordings; write the results."""
     helpers.set_threads()
-    start, recipe, rng = time.perf_counter(), study.RECIPES[study.RECOGNIZER], np.random.default_rng(0)
+    start, recipe, rng = time.perf_counter(), recognizer.RECIPE, np.random.default_rng(0)
     data = study.load_fsdd(helpers.download_fsdd())
-    x = study.training_features(recipe, data["recordings"])
+    x = recognizer.training_features(recipe, data["recordings"])
     errors = digits = exact = single_right = singles = 0
     per_speaker = {}
     with tempfile.TemporaryDirectory() as folder:
         for speaker, train, test in study.speaker_folds(data["speakers"]):
-            net = study.fit(recipe, x[train], data["y"][train])
+            net = recognizer.fit(recipe, x[train], data["y"][train])
             sequences, truth, files, single_truth = held_out_recordings(data, test.numpy(), rng, Path(folder))
-            read = study.read_digits(net, recipe, sequences + files)
+            read = recognizer.read_digits(net, recipe, sequences + files)
             said = [digits_read for digits_read, _ in read]
             speaker_errors = sum(edit_distance(s, t) for s, t in zip(said, truth))
             speaker_exact = sum(s == t for s, t in zip(said, truth))

@@ -3,7 +3,7 @@
     python tools/speaker_independent.py              # every recipe in study.RECIPES
     python tools/speaker_independent.py waveform     # only the named recipes; the others are kept
     python tools/speaker_independent.py --baseline   # the pocketsphinx baseline (requirements-study.txt)
-    python tools/speaker_independent.py --screen nicolas,george,jackson logmel   # a few folds only
+    python tools/speaker_independent.py --screen nicolas,george,jackson mfcc_cmvn   # a few folds only
 
 Each recipe is trained 6 times leave-one-speaker-out, once on FSDD's official split and 3 times
 (seeds 0, 1, 2) on the notebook's random 2/3 split. The baseline needs no training: it is scored on
@@ -12,11 +12,10 @@ held-out speakers and stores them under "screening". Reads the recordings like t
 (helpers.download_fsdd(); set FSDD_SOURCE to a local archive to skip the download).
 mfcc_cmvn (7.7 min), waveform (21.6) and filterbank (12.0) were trained with 2 threads
 (OMP_WAIT_POLICY=PASSIVE) on 2 CPU cores partly shared with other jobs; mfcc_cmvn_x3 (16.9) and the
-screenings with 1 thread (A3_THREADS=1, taskset -c 1) on one core (shared at times with test runs,
-which inflated some screenings' "seconds per fold"); embedding (6.9 min) with 1 thread, niced, on a core
-shared with other work, from its cached features (study.training_features: the speech embeddings of
-the recordings and their 8 copies each, 8.7 min once, kept in models/). Each recipe's "seconds" is
-stored.
+screenings with 1 thread on one core (taskset -c 1; shared at times with test runs, which inflated some
+screenings' "seconds per fold"); embedding (6.9 min) with 1 thread, niced, on a core shared with other
+work, from its cached features (recognizer.training_features: the speech embeddings of the recordings
+and their 8 copies each, 8.7 min once, kept in models/). Each recipe's "seconds" is stored.
 """
 from __future__ import annotations
 

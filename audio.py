@@ -1,5 +1,5 @@
-"""Reading wav files: the one place that reads and checks a recording, for the notebook (through helpers)
-and the recognizer. Any rate, mono or stereo, 8-32 bit integer or float in; mono float32 at 8 kHz out."""
+"""Reading recordings: the one place that reads and checks a recording, for the notebook (wav files, through
+helpers) and the recognizer (any common format). Any rate, mono or stereo; mono float32 at 8 kHz out."""
 from __future__ import annotations
 
 import io
@@ -94,16 +94,22 @@ def read_wav(file: str | os.PathLike) -> np.ndarray:
     missing, empty, cut anywhere, malformed, over MAX_WAV_BYTES or at a rate outside SAMPLE_RATES.
     """
     rate, waveform = _read_wav_file(file)
-    if rate not in SAMPLE_RATES:
-        raise RecordingError(f"{file} claims a sample rate of {rate} Hz; read_wav takes "
-                             f"{SAMPLE_RATES.start}-{SAMPLE_RATES.stop - 1} Hz. {_FIX}")
-    if waveform.size == 0:
-        raise RecordingError(f"{file} holds no samples. Delete it or replace it with a real recording.")
     if waveform.dtype == np.uint8:  # 8-bit wavs are unsigned, silence at 128
         waveform = (waveform.astype(np.float32) - 128) / 128
     elif np.issubdtype(waveform.dtype, np.signedinteger):
         waveform = waveform.astype(np.float32) / -np.iinfo(waveform.dtype).min
-    elif not np.all(np.isfinite(waveform)):
+    return mono_8khz(file, rate, waveform)
+
+
+def mono_8khz(file: str | os.PathLike, rate: int, waveform: np.ndarray) -> np.ndarray:
+    """Float samples of `file` (samples,) or (samples, channels) at `rate` as mono float32 at 8 kHz in [-1, 1]:
+    the channels averaged, resampled (polyphase); RecordingError for a bad rate, no samples, NaN or inf."""
+    if rate not in SAMPLE_RATES:
+        raise RecordingError(f"{file} claims a sample rate of {rate} Hz; recordings are read at "
+                             f"{SAMPLE_RATES.start}-{SAMPLE_RATES.stop - 1} Hz. {_FIX}")
+    if waveform.size == 0:
+        raise RecordingError(f"{file} holds no samples. Delete it or replace it with a real recording.")
+    if not np.all(np.isfinite(waveform)):
         raise RecordingError(f"{file} holds NaN or infinite samples. Replace it with a good recording.")
     if waveform.ndim == 2:  # (samples, channels) -> mono
         waveform = waveform.mean(axis=1)
@@ -111,6 +117,40 @@ def read_wav(file: str | os.PathLike) -> np.ndarray:
         common = math.gcd(rate, SAMPLE_RATE)
         waveform = resample_poly(waveform, SAMPLE_RATE // common, rate // common)
     return np.clip(waveform, -1, 1).astype(np.float32)
+
+
+# -----------------------------------------------------------------------------
+# Other formats: flac, ogg/Opus, mp3, m4a/AAC, webm, ... decoded by PyAV (FFmpeg's decoders, in its wheel)
+
+AUDIO_SUFFIXES = (".wav", ".flac", ".ogg", ".oga", ".opus", ".mp3", ".m4a", ".mp4", ".aac", ".webm", ".weba", ".mka")
+
+
+def _decode(file: str | os.PathLike) -> tuple[int, np.ndarray]:
+    """(sample rate, float samples (samples, channels)) of the first audio stream in `file`, decoded by PyAV."""
+    import av  # imported here: wav files (FSDD, the notebook) do not need it
+    _wav_bytes(file)  # missing, empty or over MAX_WAV_BYTES: the same errors as a wav file
+    try:
+        with av.open(os.fspath(file)) as container:
+            stream = next((s for s in container.streams if s.type == "audio"), None)
+            if stream is None:
+                raise RecordingError(f"{file} holds no audio stream. Pass a recording (wav, flac, ogg, opus, "
+                                     "mp3, m4a, webm).")
+            to_float = av.AudioResampler(format="fltp")  # planar float: (channels, samples) per frame
+            frames = [out for frame in container.decode(stream) for out in to_float.resample(frame)]
+            chunks = [out.to_ndarray() for out in frames + to_float.resample(None)]  # resample(None): the rest
+            rate = stream.codec_context.sample_rate
+    except av.FFmpegError as err:
+        raise RecordingError(f"{file} could not be decoded as audio ({err}). Convert it to wav, or replace it "
+                             "with a good copy.") from err
+    return rate, (np.concatenate(chunks, axis=1).T if chunks else np.zeros((0, 1), np.float32))
+
+
+def read_audio(file: str | os.PathLike) -> np.ndarray:
+    """Mono samples of a recording at 8 kHz as float32 in [-1, 1], in any common format: .wav files through
+    read_wav, others (flac, ogg/Opus, mp3, m4a/AAC, webm, ...) decoded by PyAV; RecordingError naming the file."""
+    if Path(file).suffix.lower() == ".wav":
+        return read_wav(file)
+    return mono_8khz(file, *_decode(file))
 
 
 def parse_file_name(file: str | os.PathLike) -> tuple[int, str, int]:
@@ -122,16 +162,17 @@ def parse_file_name(file: str | os.PathLike) -> tuple[int, str, int]:
     return int(match["digit"]), match["speaker"], int(match["index"])
 
 
-def list_recordings(folder: str | os.PathLike) -> list[Path]:
-    """Sorted .wav files in `folder`; other files and hidden ones (e.g. macOS '._*.wav') are skipped."""
+def list_recordings(folder: str | os.PathLike, suffixes: tuple[str, ...] = (".wav",)) -> list[Path]:
+    """Sorted files in `folder` whose suffix (any case) is one of `suffixes`; other files and hidden ones
+    (e.g. macOS '._*.wav') are skipped."""
     folder = Path(folder)
     if not folder.is_dir():
         raise FSDDError(f"{folder} is not a folder. Pass the folder that download_fsdd() returns, "
                         "e.g. SpokenDigits(download_fsdd()).")
     files = sorted(f for f in folder.iterdir()
-                   if f.suffix.lower() == ".wav" and not f.name.startswith(".") and f.is_file())
+                   if f.suffix.lower() in suffixes and not f.name.startswith(".") and f.is_file())
     if not files:
-        raise FSDDError(f"{folder} holds no .wav files. Pass the folder that download_fsdd() returns "
+        raise FSDDError(f"{folder} holds no {', '.join(suffixes)} files. Pass the folder that download_fsdd() returns "
                         "(.../recordings), or put recordings named like 7_jackson_32.wav in it.")
     return files
 

@@ -124,7 +124,7 @@ def test_ensemble_recipe_saves_and_loads(tmp_path, capsys, fit_calls, data_dir, 
 def test_files_and_folders_mixed_in_order(tmp_path, capsys, fit_calls, data_dir, user_folder):
     files = [user_folder / "c.wav", user_folder / "notes.txt"]
     status, lines, err = run(capsys, *files, user_folder, "--data", data_dir, "--models", tmp_path / "m")
-    assert status == 1 and "notes.txt is not a readable wav file" in err  # given by name: tried and reported
+    assert status == 1 and "notes.txt could not be decoded as audio" in err  # given by name: tried and reported
     assert_classified(lines, [files[0], user_folder / "B.WAV", user_folder / "a.wav", user_folder / "c.wav"])
 
 
@@ -215,7 +215,7 @@ def test_path_that_stands_for_no_wav_exits_2_before_training(tmp_path, capsys, f
     (empty / "README.txt").write_text("x")
     path, message = {"missing file": (tmp_path / "gone.wav", "gone.wav does not exist"),
                      "missing folder": (tmp_path / "gone", "gone does not exist"),
-                     "folder without wavs": (empty, "empty holds no .wav files (subfolders are not searched)")}[case]
+                     "folder without wavs": (empty, "empty holds no recordings (.wav .flac")}[case]
     status, lines, err = run(capsys, user_folder, path, "--data", data_dir, "--models", tmp_path / "m")
     assert status == 2 and lines == [] and fit_calls == [] and f"error: {tmp_path}" in err and message in err
 
@@ -317,3 +317,34 @@ def test_long_noisy_recordings_and_digit_sequences_of_a_held_out_speaker(tmp_pat
     truth = "".join(map(str, singles)) + "".join("".join(map(str, s)) for s in sequences)
     assert sum(a == b for a, b in zip("".join(read), truth)) >= 9, read  # 11 digits
     assert all(0 < float(line.split("\t")[2]) <= 1 for line in lines)
+
+
+@pytest.mark.slow
+def test_every_format_gives_the_digits_of_the_wav(tmp_path, capsys, recordings, held_out_model, monkeypatch):
+    """The same recordings as wav, flac, ogg/Opus, mp3, m4a/AAC and webm (made with PyAV): the same digits."""
+    from test_audio_formats import FORMATS, encode
+    recipe, net, speaker = held_out_model
+    monkeypatch.setattr(recognizer, "RECIPE", recipe)
+    models = tmp_path / "models"
+    recognizer.save_model(net, recipe, models / "recognizer.pt")
+    takes = [f"{digit}_{speaker}_{take}" for digit, take in [(0, 11), (4, 23), (6, 35), (9, 47)]]
+    files = [recordings / f"{take}.wav" for take in takes]
+    for take in takes:
+        waveform = helpers.read_wav(recordings / f"{take}.wav")
+        files += [encode(tmp_path / f"{take}-{name}", waveform, *spec) for name, *spec in FORMATS]
+    status, lines, err = run(capsys, *files, "--models", models, "--data", tmp_path / "no-data")
+    assert status == 0 and err == "" and len(lines) == len(files), err
+    digits = {line.split("\t")[0]: line.split("\t")[1] for line in lines}
+    for take in takes:
+        wav = digits[str(recordings / f"{take}.wav")]
+        assert [digits[str(tmp_path / f"{take}-{name}")] for name, *_ in FORMATS] == [wav] * len(FORMATS), take
+
+
+def test_help_tells_formats_output_and_exit_status(capsys):
+    with pytest.raises(SystemExit) as done:
+        recognize.parse_args(["--help"])
+    out = capsys.readouterr().out
+    assert done.value.code == 0
+    for promise in ["flac, ogg/Opus, mp3, m4a/AAC", "webm", "Output: one line per readable file",
+                    "Exit status: 0", "1 some files could not be read or decoded", "2 nothing was"]:
+        assert promise in " ".join(out.split()), promise

@@ -1,28 +1,33 @@
-"""Say which digits (0-9) are spoken in wav files: the study's best unseen-speaker model.
+"""Say which digits (0-9) are spoken in recordings: the study's best unseen-speaker model.
 
-    python tools/recognize.py my_seven.wav other/recordings/      # files and folders, any mix
-    python tools/recognize.py --retrain my_seven.wav              # train the model afresh first
+    python tools/recognize.py my_seven.wav pin.m4a other/recordings/   # files and folders, any mix
+    python tools/recognize.py --retrain my_seven.wav                   # train the model afresh first
 
-Prints one line per readable file, tab-separated: the path, the digits spoken in it and the probability
-of that reading, e.g. "my_seven.wav<TAB>7<TAB>0.983" or "pin.wav<TAB>4711<TAB>0.912". A recording may
-be of any length: its spoken parts are found by their loudness (recognizer.speech_segments: silence and
-steady room noise before, between and after them are skipped; pauses under 0.2 s do not split a
-digit) and each part is read as one digit. The probability is the product of the digits' own
-probabilities (the highest of each part's ten), the model's probability of the whole sequence if the
-parts are right and independent. A folder stands for its .wav files (any case, sorted, hidden ones
-skipped); its subfolders are not searched: pass them too (e.g. recordings/*/). Any sample rate, mono
-or stereo, 8-32 bit integer or float wavs are read (audio.read_wav).
+Formats: wav (8-32 bit integer or float, read by audio.read_wav), and flac, ogg/Opus, mp3, m4a/AAC,
+webm and the like (decoded by PyAV, FFmpeg's decoders in its wheel); any sample rate, mono or stereo
+(the channels averaged). A folder stands for its recordings (.wav .flac .ogg .oga .opus .mp3 .m4a .mp4
+.aac .webm .weba .mka, any case, sorted, hidden ones skipped); its subfolders are not searched: pass
+them too (e.g. recordings/*/).
 
-The model is recognizer.RECIPE trained on all 3,000 FSDD recordings. The first run
-downloads FSDD into --data (set FSDD_SOURCE to a local archive to skip the download) and trains it,
-which takes minutes (the embeddings of the recordings and their perturbed copies, kept in --models
-for later trainings, then the network), and saves it as --models/recognizer.pt; later runs load it in
-seconds. A model file that is unreadable, or was trained with another recipe, recipe definition, front
-end or file format, is retrained with a message; so is any with --retrain.
+Output: one line per readable file on stdout, tab-separated: the path, the digits spoken in it and
+the probability of that reading, e.g. "my_seven.wav<TAB>7<TAB>0.983" or "pin.m4a<TAB>4711<TAB>0.912".
+A recording may be of any length: its spoken parts are found by their loudness
+(recognizer.speech_segments: silence and steady room noise before, between and after them are
+skipped; pauses under 0.2 s do not split a digit) and each part is read as one digit. The
+probability is the product of the digits' own probabilities (the highest of each part's ten), the
+model's probability of the whole sequence if the parts are right and independent.
 
-Exit status: 0 every file was classified; 1 some files could not be read (each is reported on
-stderr as "error: <file> ...", the others are still classified); 2 nothing was classified: a path
-is missing or a folder holds no .wav file, or the model could not be trained (e.g. no FSDD).
+The model is recognizer.RECIPE trained on all 3,000 FSDD recordings. The first run downloads FSDD
+into --data (set FSDD_SOURCE to a local archive to skip the download) and trains it, which takes
+minutes (the embeddings of the recordings and their perturbed copies, on every core, kept in
+--models for later trainings, then the network), and saves it as --models/recognizer.pt; later runs
+load it in seconds. A model file that is unreadable, or was trained with another recipe, recipe
+definition, front end or file format, is retrained with a message; so is any with --retrain.
+
+Exit status: 0 every file was classified; 1 some files could not be read or decoded (each is
+reported on stderr as "error: <file> ...", the others are still classified); 2 nothing was
+classified: a path is missing or a folder holds no recording, or the model could not be trained
+(e.g. no FSDD).
 """
 from __future__ import annotations
 
@@ -40,8 +45,10 @@ import recognizer  # noqa: E402
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     """The command line: paths, --retrain, --data, --models."""
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("paths", nargs="+", type=Path, metavar="FILE_OR_FOLDER", help="wav files or folders")
+    summary, details = __doc__.split("\n", 1)
+    parser = argparse.ArgumentParser(description=summary, epilog=details,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("paths", nargs="+", type=Path, metavar="FILE_OR_FOLDER", help="recordings or folders")
     parser.add_argument("--retrain", action="store_true", help="train the model afresh, even if one is saved")
     parser.add_argument("--data", type=Path, default=ROOT / "data", help="where FSDD is (downloaded on first use)")
     parser.add_argument("--models", type=Path, default=ROOT / "models", help="where the trained model is kept")
@@ -64,7 +71,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     try:
         files = recognizer.files_to_classify(args.paths)
-        helpers.set_threads()
+        helpers.set_threads(1)  # a small network: one thread is as fast, and never slowed by a busy core
         net = recognizer.recognizer(args.models, args.data, recognizer.RECIPE, args.retrain)
         return 1 if print_readings(recognizer.read_files(net, files, recognizer.RECIPE)) else 0
     except (recognizer.UsageError, audio.FSDDError) as err:  # e.g. openwakeword missing: the front end cannot run

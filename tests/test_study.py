@@ -211,7 +211,7 @@ def test_update_results_merges_each_recipe_into_the_file(tmp_path, monkeypatch):
     results = study.update_results("unused", ["waveform", "mfcc_cmvn"], file)
     assert list(results["recipes"]) == ["mfcc_cmvn", "waveform", "filterbank"]  # in RECIPES order, old kept
     assert results["seconds"] == 9 and json.loads(file.read_text()) == results
-    assert not file.with_suffix(".partial").exists()
+    assert list(tmp_path.iterdir()) == [file]  # no staged .results.json.*.partial left beside it
 
 
 def clip(recordings, name: str) -> np.ndarray:

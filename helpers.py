@@ -61,25 +61,33 @@ def set_threads(count: int | None = None) -> int:
 # 3.1-3.4 Receptive fields (the assignment's given helpers)
 
 def show_image(img: torch.Tensor, title: str | None = None, new_figure: bool = True) -> None:
-    """Show a 2-D image with pixel numbers and grid lines."""
+    """Show a 2-D image with pixel numbers and grid lines.
+
+    Each pixel is drawn as a vector square (pcolormesh), not as an embedded bitmap: a PDF or SVG viewer
+    would smooth a 15x15 bitmap into blurs when it scales it up.
+    """
     if new_figure:
         plt.figure(figsize=(5, 5))
-    plt.imshow(img, interpolation="none", aspect="equal", cmap="gray")
+    img = np.asarray(img, dtype=float)
+    height, width = img.shape
+    plt.pcolormesh(np.arange(width + 1) - .5, np.arange(height + 1) - .5, img, cmap="gray",
+                   shading="flat", edgecolors="none", antialiased=False, rasterized=False)
     ax = plt.gca()
-    # plot pixel numbers (every second one on images wider than 8 pixels, so they stay legible)
-    # and grid lines
-    step = 2 if max(img.shape) > 8 else 1
-    ax.set_xticks(np.arange(0, img.shape[1], step))
-    ax.set_yticks(np.arange(0, img.shape[0], step))
-    ax.set_xticks(np.arange(-.5, img.shape[1], 1), minor=True)
-    ax.set_yticks(np.arange(-.5, img.shape[0], 1), minor=True)
-    ax.grid(which="minor", color="gray", linestyle="-", linewidth=1.5)
-    ax.tick_params(labelsize=7)
+    ax.set_xlim(-.5, width - .5)
+    ax.set_ylim(height - .5, -.5)  # row 0 at the top, as imshow draws it
+    ax.set_aspect("equal")
+    # plot pixel numbers (at most about five per axis, so they stay legible) and grid lines
+    ax.set_xticks(np.arange(0, width, 1 if width <= 8 else math.ceil(width / 5)))
+    ax.set_yticks(np.arange(0, height, 1 if height <= 8 else math.ceil(height / 5)))
+    ax.set_xticks(np.arange(-.5, width, 1), minor=True)
+    ax.set_yticks(np.arange(-.5, height, 1), minor=True)
+    ax.grid(which="minor", color="gray", linestyle="-", linewidth=1.0)
+    ax.tick_params(which="both", labelsize=6, length=0)
     # hide axis outline
     for spine in ax.spines.values():
         spine.set_visible(False)
     if title is not None:
-        plt.title(title, fontsize=9)
+        plt.title(title, fontsize=7)
 
 
 def fill_weights_with_ones(network: nn.Module) -> nn.Module:
@@ -139,17 +147,17 @@ def compute_receptive_field(network: nn.Sequential, input_size=(15, 15),
 def plot_receptive_field(network: nn.Sequential, input_size=(15, 15), binary: bool = True) -> None:
     """Plot the receptive field of one output pixel at the input of every layer."""
     receptive_fields = compute_receptive_field(network, input_size, binary)
-    # one row of panels, or two rows for more than four (each panel stays 1.3 inches wide)
+    # one row of panels, or two rows for more than four (each panel stays 1.2 inches wide)
     columns = len(receptive_fields) if len(receptive_fields) <= 4 else math.ceil(len(receptive_fields) / 2)
     rows = math.ceil(len(receptive_fields) / columns)
-    plt.figure(figsize=(1.3 * columns, 1.45 * rows))
+    plt.figure(figsize=(1.2 * columns, 1.4 * rows))
     for idx, receptive_field in enumerate(receptive_fields):
         plt.subplot(rows, columns, idx + 1)
         height, width = receptive_field.shape[2], receptive_field.shape[3]
         if idx == len(receptive_fields) - 1:
-            plot_title = "output (%dx%d)" % (height, width)
+            plot_title = "output\n(%dx%d)" % (height, width)
         else:
-            plot_title = "layer %d input (%dx%d)" % (idx, height, width)
+            plot_title = "layer %d input\n(%dx%d)" % (idx, height, width)
         # plot the image with the receptive field (sample 0, channel 0)
         show_image(receptive_field[0, 0], new_figure=False, title=plot_title)
         if not binary:
@@ -501,6 +509,10 @@ class TrainResult:
         """Test accuracy after the first `epochs` epochs of this run."""
         return self.history[epochs - 1][2]
 
+    def mean_test_acc(self, last: int = 10) -> float:
+        """Mean test accuracy of the `last` epochs: steadier than the last epoch's alone."""
+        return sum(test_acc for _, _, test_acc in self.history[-last:]) / min(last, len(self.history))
+
 
 
 def correct_count(y_hat: torch.Tensor, y: torch.Tensor) -> float:
@@ -542,7 +554,10 @@ class LiveAnimator:
         d2l.use_svg_display()
         self.fig, axes = plt.subplots(figsize=figsize)
         self.axes = [axes]
-        self.config_axes = lambda: d2l.set_axes(axes, xlabel, ylabel, xlim, None, 'linear', 'linear', legend)
+        def config_axes():  # d2l's axes, with the legend to the right of the curves instead of over them
+            d2l.set_axes(axes, xlabel, ylabel, xlim, None, 'linear', 'linear', legend)
+            axes.legend(legend, loc='upper left', bbox_to_anchor=(1.02, 1), fontsize=7, frameon=False)
+        self.config_axes = config_axes
         self.X, self.Y, self.fmts = None, None, fmts
         self.interval, self.drawn = interval, time.perf_counter()
 
@@ -591,7 +606,7 @@ def make_optimizer(net: nn.Module, name: str, lr: float, weight_decay: float, de
 def training_plot(title: str, done: list, num_epochs: int) -> LiveAnimator:
     """d2l's live plot of loss and accuracies, with the epochs of an earlier run (`done`) drawn in."""
     animator = LiveAnimator(xlabel='epoch', ylabel='loss / accuracy', xlim=[1, len(done) + num_epochs],
-                            legend=['train loss', 'train acc', 'test acc'], figsize=(3, 1.8))
+                            legend=['train loss', 'train acc', 'test acc'], figsize=(3, 1.6))
     animator.fig.suptitle(title)
     for epoch, point in enumerate(done, start=1):
         animator.add(epoch, point)
@@ -679,6 +694,11 @@ def train(net: nn.Module, train_iter, test_iter, num_epochs: int, lr: float,
 def test_noise(accuracy: float, test_size: int) -> float:
     """Two standard errors of an accuracy measured on `test_size` recordings: 2 sqrt(p (1 - p) / n)."""
     return 2 * math.sqrt(accuracy * (1 - accuracy) / test_size)
+
+
+def difference_noise(accuracy: float, test_size: int) -> float:
+    """The noise of a difference of two such accuracies (independent runs): sqrt(2) times test_noise."""
+    return math.sqrt(2) * test_noise(accuracy, test_size)
 
 
 def converged(result: TrainResult, longer: TrainResult | None = None, *, test_size: int,

@@ -313,3 +313,40 @@ def test_markdown_table():
 def test_markdown_table_escapes_pipes_inside_cells():
     table = helpers.markdown_table([{"mean |x|": "a|b"}])
     assert table.splitlines() == [r"| mean \|x\| |", "| ---------- |", r"| a\|b |"]
+
+
+def given_train():
+    """The assignment's train function (d2l 7.6), exactly as the notebook shows it."""
+    import json
+
+    from d2l import torch as d2l
+
+    from scripts.notebook_definitions import NOTEBOOK
+    cells = json.loads(NOTEBOOK.read_text())["cells"]
+    source = next("".join(c["source"]) for c in cells if c["cell_type"] == "code"
+                  and "".join(c["source"]).startswith("def train(net, train_iter, test_iter, num_epochs, lr, device"))
+    namespace = {"d2l": d2l, "torch": torch, "nn": nn}
+    exec(source, namespace)
+    return namespace["train"]
+
+
+def test_helpers_train_makes_the_assignments_updates_in_float32(monkeypatch):
+    """On the same unshuffled batches (the given DataLoader) and in float32, helpers.train ends with the same
+    weights as the assignment's train: the same SGD updates (shuffling and bfloat16 are its only changes)."""
+    import IPython.display
+    monkeypatch.setattr(IPython.display, "display", lambda *args, **kwargs: None)  # d2l's live plot
+    monkeypatch.setattr(IPython.display, "clear_output", lambda *args, **kwargs: None)
+    torch.manual_seed(0)
+    data = torch.utils.data.TensorDataset(torch.randn(96, 1, 40), torch.arange(96) % 10)
+    loader = torch.utils.data.DataLoader(data, batch_size=16)
+
+    def build():
+        torch.manual_seed(1)
+        return nn.Sequential(nn.Conv1d(1, 4, 5), nn.ReLU(), nn.AvgPool1d(2, 2), nn.Flatten(),
+                             nn.Linear(4 * 18, 10))
+    given, ours = build(), build()
+    given_train()(given, loader, loader, num_epochs=3, lr=0.1, device=CPU)
+    helpers.train(ours, loader, loader, num_epochs=3, lr=0.1, device=CPU, bf16=False, animate=False)
+    for (name, a), b in zip(given.named_parameters(), ours.parameters()):
+        assert torch.allclose(a, b, rtol=1e-4, atol=1e-6), name
+    assert not all(torch.equal(a, b) for a, b in zip(build().parameters(), ours.parameters()))  # it trained

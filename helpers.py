@@ -147,10 +147,10 @@ def compute_receptive_field(network: nn.Sequential, input_size=(15, 15),
 def plot_receptive_field(network: nn.Sequential, input_size=(15, 15), binary: bool = True) -> None:
     """Plot the receptive field of one output pixel at the input of every layer."""
     receptive_fields = compute_receptive_field(network, input_size, binary)
-    # one row of panels, or two rows for more than four (each panel stays 1.2 inches wide)
+    # one row of panels, or two rows for more than four (each panel stays 1.1 inches wide)
     columns = len(receptive_fields) if len(receptive_fields) <= 4 else math.ceil(len(receptive_fields) / 2)
     rows = math.ceil(len(receptive_fields) / columns)
-    plt.figure(figsize=(1.2 * columns, 1.4 * rows))
+    plt.figure(figsize=(1.1 * columns, 1.3 * rows))
     for idx, receptive_field in enumerate(receptive_fields):
         plt.subplot(rows, columns, idx + 1)
         height, width = receptive_field.shape[2], receptive_field.shape[3]
@@ -606,7 +606,7 @@ def make_optimizer(net: nn.Module, name: str, lr: float, weight_decay: float, de
 def training_plot(title: str, done: list, num_epochs: int) -> LiveAnimator:
     """d2l's live plot of loss and accuracies, with the epochs of an earlier run (`done`) drawn in."""
     animator = LiveAnimator(xlabel='epoch', ylabel='loss / accuracy', xlim=[1, len(done) + num_epochs],
-                            legend=['train loss', 'train acc', 'test acc'], figsize=(3, 1.6))
+                            legend=['train loss', 'train acc', 'test acc'], figsize=(2.8, 1.4))
     animator.fig.suptitle(title)
     for epoch, point in enumerate(done, start=1):
         animator.add(epoch, point)

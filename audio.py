@@ -53,19 +53,20 @@ class _WavBytes(io.BytesIO):
         return chunk
 
 
-def _wav_bytes(file: str | os.PathLike) -> bytes:
-    """The content of a wav file, checked to be neither missing, empty nor over MAX_WAV_BYTES."""
+def _file_bytes(file: str | os.PathLike, what: str = "wav file") -> bytes:
+    """The content of a recording (`what` it is, for the messages), checked to be neither missing, empty nor
+    over MAX_WAV_BYTES."""
     try:
         with open(file, "rb") as stream:
             size = os.fstat(stream.fileno()).st_size
             content = stream.read() if size <= MAX_WAV_BYTES else b""
     except OSError as err:
-        raise RecordingError(f"{file} is not a readable wav file ({err}). {_FIX}") from err
+        raise RecordingError(f"{file} is not a readable {what} ({err}). {_FIX}") from err
     if size > MAX_WAV_BYTES:
         raise RecordingError(f"{file} is {size / 2**30:.1f} GiB; read_wav reads wav files up to "
                              f"{MAX_WAV_BYTES / 2**30:.0f} GiB. Cut it into shorter recordings.")
     if not content:
-        raise RecordingError(f"{file} is not a readable wav file (it is empty). {_FIX}")
+        raise RecordingError(f"{file} is not a readable {what} (it is empty). {_FIX}")
     return content
 
 
@@ -74,7 +75,7 @@ def _read_wav_file(file: str | os.PathLike) -> tuple[int, np.ndarray]:
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", wavfile.WavFileWarning)  # e.g. unknown chunks, which it skips
-            return wavfile.read(_WavBytes(_wav_bytes(file)))
+            return wavfile.read(_WavBytes(_file_bytes(file)))
     except _Truncated:
         raise RecordingError(f"{file} is truncated (it ends before the length in its header). {_FIX}") from None
     except UnboundLocalError:  # scipy found no fmt or data chunk within the length in the header
@@ -128,9 +129,9 @@ AUDIO_SUFFIXES = (".wav", ".flac", ".ogg", ".oga", ".opus", ".mp3", ".m4a", ".mp
 def _decode(file: str | os.PathLike) -> tuple[int, np.ndarray]:
     """(sample rate, float samples (samples, channels)) of the first audio stream in `file`, decoded by PyAV."""
     import av  # imported here: wav files (FSDD, the notebook) do not need it
-    _wav_bytes(file)  # missing, empty or over MAX_WAV_BYTES: the same errors as a wav file
+    content = _file_bytes(file, "recording")  # missing, empty or over MAX_WAV_BYTES: named like a wav file
     try:
-        with av.open(os.fspath(file)) as container:
+        with av.open(io.BytesIO(content)) as container:
             stream = next((s for s in container.streams if s.type == "audio"), None)
             if stream is None:
                 raise RecordingError(f"{file} holds no audio stream. Pass a recording (wav, flac, ogg, opus, "

@@ -3,6 +3,7 @@ webm), each made here from a real FSDD recording with PyAV itself, read as the w
 from __future__ import annotations
 
 import math
+import re
 from pathlib import Path
 
 import av
@@ -53,13 +54,14 @@ def test_read_audio_reads_wav_through_read_wav(recordings):
     assert np.array_equal(audio.read_audio(recordings / "3_theo_7.wav"), audio.read_wav(recordings / "3_theo_7.wav"))
 
 
-@pytest.mark.parametrize("content, message", [(b"", "is empty"), (b"not audio at all " * 40, "could not be decoded"),
-                                              (None, "does not exist")])
+@pytest.mark.parametrize("content, message", [(b"", r"is not a readable recording \(it is empty\)"),
+                                              (b"not audio at all " * 40, "could not be decoded as audio"),
+                                              (None, "is not a readable recording .*No such file")])
 def test_a_file_that_cannot_be_decoded_is_named(tmp_path, content, message):
     file = tmp_path / "broken.m4a"
     if content is not None:
         file.write_bytes(content)
-    with pytest.raises(audio.RecordingError, match=rf"{file}.*{message}|{file} is not a readable"):
+    with pytest.raises(audio.RecordingError, match=re.escape(str(file)) + " " + message):
         audio.read_audio(file)
 
 

@@ -514,7 +514,6 @@ class TrainResult:
         return sum(test_acc for _, _, test_acc in self.history[-last:]) / min(last, len(self.history))
 
 
-
 def correct_count(y_hat: torch.Tensor, y: torch.Tensor) -> float:
     """Number of rows of logits y_hat whose highest class is the label (d2l's accuracy)."""
     return float((y_hat.argmax(1) == y).sum())

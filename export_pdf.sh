@@ -25,3 +25,8 @@ else
   "${nbconvert[@]}" --to pdf assignment3.ipynb --output assignment3
   echo "Wrote assignment3.pdf and saved the outputs into assignment3.ipynb"
 fi
+# The hand-in names its students: remind (without stopping) while the header holds its placeholders.
+if grep -q -e "(student names here)" -e "(group name here)" assignment3.ipynb; then
+  echo "Warning: the Names and Group fields of assignment3.ipynb still hold their placeholders;" \
+       "fill them in (first cell) and export again before you hand in." >&2
+fi

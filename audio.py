@@ -129,7 +129,7 @@ AUDIO_SUFFIXES = (".wav", ".flac", ".ogg", ".oga", ".opus", ".mp3", ".m4a", ".mp
 def _decode(file: str | os.PathLike) -> tuple[int, np.ndarray]:
     """(sample rate, float samples (samples, channels)) of the first audio stream in `file`, decoded by PyAV."""
     import av  # imported here: wav files (FSDD, the notebook) do not need it
-    content = _file_bytes(file, "recording")  # missing, empty or over MAX_WAV_BYTES: named like a wav file
+    content = _file_bytes(file, "recording")  # missing, empty or over MAX_WAV_BYTES: the checks a wav file gets
     try:
         with av.open(io.BytesIO(content)) as container:
             stream = next((s for s in container.streams if s.type == "audio"), None)
@@ -173,7 +173,7 @@ def list_recordings(folder: str | os.PathLike, suffixes: tuple[str, ...] = (".wa
     files = sorted(f for f in folder.iterdir()
                    if f.suffix.lower() in suffixes and not f.name.startswith(".") and f.is_file())
     if not files:
-        raise FSDDError(f"{folder} holds no {', '.join(suffixes)} files. Pass the folder that download_fsdd() returns "
-                        "(.../recordings), or put recordings named like 7_jackson_32.wav in it.")
+        raise FSDDError(f"{folder} holds no {', '.join(suffixes)} files. Pass the folder that download_fsdd() "
+                        "returns (.../recordings), or put recordings named like 7_jackson_32.wav in it.")
     return files
 

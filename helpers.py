@@ -403,8 +403,15 @@ def _verify_recordings(folder: Path, source: str) -> None:
 
 
 # -----------------------------------------------------------------------------
-# 3.5 Free Spoken Digit Dataset: loading
+# 3.5 Free Spoken Digit Dataset: the split
 
+def training_indices(n: int, train_prop: float, seed: int) -> list[int]:
+    """The indices that 3.5's random_split of n samples (the first int(n * train_prop) for training, a
+    generator seeded `seed`) puts in training: choices made on them never see the test set."""
+    count = int(n * train_prop)
+    generator = torch.Generator().manual_seed(seed)
+    part, _ = torch.utils.data.random_split(range(n), [count, n - count], generator=generator)
+    return list(part.indices)
 
 
 # -----------------------------------------------------------------------------
@@ -732,18 +739,18 @@ def compare_normalizations(raw: np.ndarray, y: torch.Tensor, normalizations: dic
                            num_epochs: int, lr: float, train_size: int = 600, batch_size: int = 32, seed: int = 0,
                            **options) -> list[dict]:
     """Train build() briefly once per normalization of the same recordings raw (N, length): the first
-    `train_size` train, the others test; one row of statistics and accuracies per normalization."""
+    `train_size` train, the others validate; one row of statistics and accuracies per normalization."""
     rows = []
     for name, normalize in normalizations.items():
         x = torch.from_numpy(np.stack([normalize(w) for w in raw])).float().unsqueeze(1)  # (N, 1, length)
         train_data = torch.utils.data.TensorDataset(x[:train_size], y[:train_size])
-        test_data = torch.utils.data.TensorDataset(x[train_size:], y[train_size:])
+        validation = torch.utils.data.TensorDataset(x[train_size:], y[train_size:])
         torch.manual_seed(seed)
-        result = train(build(), BatchLoader(train_data, batch_size, shuffle=True), BatchLoader(test_data, 32),
+        result = train(build(), BatchLoader(train_data, batch_size, shuffle=True), BatchLoader(validation, 32),
                        num_epochs, lr, animate=False, **options)
         rows.append({"normalization": name, "min": x.min().item(), "max": x.max().item(),
                      "mean amplitude": x.abs().mean().item(), "train loss": result.train_loss,
-                     "train acc": result.train_acc, "test acc": result.test_acc})
+                     "train acc": result.train_acc, "validation acc": result.test_acc})
     return rows
 
 

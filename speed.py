@@ -6,6 +6,7 @@ Private APIs are used here only, each with the version it was checked on and a f
 from __future__ import annotations
 
 import ctypes
+import os
 
 import torch
 from torch import nn
@@ -18,7 +19,10 @@ def _cpu_feature(name: str) -> bool:
 
 
 def native_bf16(device: torch.device) -> bool:
-    """Whether `device` computes bfloat16 natively: a CUDA GPU with bf16, or a CPU with AVX512-BF16 or AMX."""
+    """Whether `device` computes bfloat16 natively: a CUDA GPU with bf16, or a CPU with AVX512-BF16 or AMX.
+    A3_BF16=0 in the environment says no everywhere: float32, as a CPU without them computes."""
+    if os.environ.get("A3_BF16") == "0":
+        return False
     if device.type == "cuda":
         return torch.cuda.is_bf16_supported()
     return device.type == "cpu" and (_cpu_feature("_is_avx512_bf16_supported") or _cpu_feature("_is_amx_tile_supported"))

@@ -136,6 +136,14 @@ def test_normalizations():
     assert np.array_equal(nb.NORMALIZATIONS["none"](x), x)
 
 
+def test_training_indices_are_the_training_part_of_the_notebooks_split():
+    data = torch.utils.data.TensorDataset(torch.zeros(3000, 1))
+    train, test = torch.utils.data.random_split(data, [2000, 1000], generator=torch.Generator().manual_seed(0))
+    chosen = helpers.training_indices(3000, 2 / 3, seed=0)
+    assert chosen == train.indices and not set(chosen) & set(test.indices)
+    assert helpers.training_indices(3000, 2 / 3, seed=1) != chosen
+
+
 def test_compare_normalizations_trains_once_per_normalization():
     torch.manual_seed(0)
     raw = np.random.randn(30, 6000).astype(np.float32) * 0.01

@@ -30,6 +30,7 @@ facts["shortcut_parameters"] = sum(helpers.parameter_count(conv) for conv in sho
 facts["data"] = [list(data.x.shape), list(data_mfcc.x.shape), train_count, len(test)]
 facts["runs"] = [row["run"] for row in runs]
 facts["as_given"] = [[len(r.history), r.lr] for r in (base_sgd, dropout, batchnorm)]
+facts["screened"] = [len(set(screen.tolist())), set(screen.tolist()) <= set(train.indices)]
 print(json.dumps(facts))
 """
 
@@ -76,6 +77,12 @@ def test_networks_defined_in_the_notebook(executed):
     assert facts["build_resnet"] > facts["build_net"]  # 32 * 375 inputs to the first linear layer
     assert all(shape == [2, 10] for shape in facts["outputs"])
     assert facts["data"] == [[3000, 1, 6000], [3000, 13, 74], 2000, 1000]
+
+
+def test_the_normalization_is_chosen_on_training_recordings_only(executed):
+    """3.5(b)'s screening trains and validates on 900 recordings of the training part of 3.5(e)'s split."""
+    _, facts = executed
+    assert facts["screened"] == [900, True]
 
 
 def test_the_same_network_without_shortcuts_differs_only_in_them(executed):

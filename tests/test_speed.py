@@ -95,3 +95,11 @@ def test_mixed_precision_runs_convolutions_in_bfloat16_only_when_enabled():
         assert conv(x).dtype == torch.float32
     with speed.mixed_precision(CPU):  # by default: where the CPU computes bf16 natively
         assert torch.is_autocast_enabled("cpu") == speed.native_bf16(CPU)
+
+
+def test_a3_bf16_0_computes_in_float32_everywhere(monkeypatch):
+    """The switch that reproduces a CPU without AVX512-BF16 on one that has it (the margins' second run)."""
+    monkeypatch.setenv("A3_BF16", "0")
+    assert not speed.native_bf16(CPU)
+    with speed.mixed_precision(CPU):
+        assert nn.Conv1d(1, 4, 5)(torch.randn(2, 1, 50)).dtype == torch.float32

@@ -7,15 +7,25 @@ import tempfile
 from pathlib import Path
 
 
+def default_mode() -> int:
+    """The permissions a new file gets from open(): 0o666 less the process's umask."""
+    umask = os.umask(0)
+    os.umask(umask)
+    return 0o666 & ~umask
+
+
 def write_atomically(path: str | os.PathLike, content: str | bytes) -> None:
-    """Replace `path` with `content` in one step: a temporary file beside it, then os.replace."""
+    """Replace `path` with `content` in one step: a temporary file beside it, then os.replace. The file keeps
+    its permissions, or gets those of a new file (not the temporary file's private 0o600)."""
     path = Path(path)
     data = content.encode() if isinstance(content, str) else content
+    mode = path.stat().st_mode & 0o7777 if path.exists() else default_mode()
     with tempfile.NamedTemporaryFile(dir=path.parent, prefix=f".{path.name}.", suffix=".partial",
                                      delete=False) as staged:
         try:
             staged.write(data)
             staged.close()
+            os.chmod(staged.name, mode)
             os.replace(staged.name, path)
         except BaseException:
             Path(staged.name).unlink(missing_ok=True)

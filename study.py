@@ -4,7 +4,7 @@ Leave-one-speaker-out, official-split and random-split evaluation of several rec
 network, augmentation; recognizer.Recipe, trained by recognizer.fit) and of a pocketsphinx baseline,
 run by tools/speaker_independent.py and shown in the notebook's appendix; recordings assembled as people
 make them (assemble) for tools/recordings.py. The recognizer itself (tools/recognize.py) lives in
-recognizer.py, which this module imports. The notebook's own answers (its networks and datasets) stay in
+recognizer.py (training) and reader.py (reading), which this module imports. The notebook's own answers (its networks and datasets) stay in
 the notebook; this study has its own. Recipes only screened on a few speakers are kept in the results
 file (descriptions and numbers), not as code.
 """
@@ -22,6 +22,7 @@ from scipy.signal import resample_poly
 from torch import nn
 
 import helpers
+import reader
 import recognizer
 from atomic import write_atomically
 from recognizer import Recipe
@@ -41,8 +42,8 @@ def load_fsdd(data_dir: str | os.PathLike) -> dict:
     files = helpers.list_recordings(data_dir)
     parsed = [helpers.parse_file_name(f) for f in files]
     recordings = [helpers.read_wav(f) for f in files]
-    return {"recordings": recordings, "waveform": recognizer.waveform_features(recordings),
-            "mfcc": recognizer.mfcc_features(recordings),
+    return {"recordings": recordings, "waveform": torch.from_numpy(reader.waveform_features(recordings)),
+            "mfcc": torch.from_numpy(reader.mfcc_features(recordings)),
             "y": torch.tensor([digit for digit, _, _ in parsed]),
             "speakers": [speaker for _, speaker, _ in parsed], "indices": [index for _, _, index in parsed]}
 

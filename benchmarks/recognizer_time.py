@@ -4,9 +4,11 @@
     .venv/bin/python benchmarks/recognizer_time.py --models M   # with the model already in M (seconds)
 
 Each run is the command line in its own process; its wall time, CPU time (user + system) and peak memory
-(resident set) come from the operating system (os.wait4: the finished child's own usage). The 100 files are
-the first 100 FSDD recordings (helpers.download_fsdd; set FSDD_SOURCE offline). Report the machine's other
-load beside the numbers: a busy core slows the first run's embeddings, which use every core.
+(resident set) come from the operating system (os.wait4: the finished child's own usage). This script
+imports nothing but the standard library: Linux counts a forked child's memory before exec in its peak, so
+a parent that had imported torch would add its own 600 MB. The 100 files are the first 100 FSDD recordings
+(helpers.download_fsdd, in another process; set FSDD_SOURCE offline). Report the machine's other load beside
+the numbers: a busy core slows the first run's embeddings, which use every core.
 """
 from __future__ import annotations
 
@@ -19,8 +21,8 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
-import helpers  # noqa: E402
+FIRST_100 = ("import sys; sys.path.insert(0, sys.argv[1]); import helpers\n"
+             "print(*helpers.list_recordings(helpers.download_fsdd(sys.argv[1] + '/data'))[:100], sep='\\n')")
 
 
 def timed_run(models: Path, files: list[Path]) -> dict:
@@ -41,7 +43,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--models", type=Path, help="a models folder that holds the trained recognizer")
     args = parser.parse_args()
-    files = helpers.list_recordings(helpers.download_fsdd(ROOT / "data"))[:100]
+    files = subprocess.run([sys.executable, "-c", FIRST_100, str(ROOT)], capture_output=True, text=True,
+                           check=True).stdout.splitlines()
     with tempfile.TemporaryDirectory() as fresh:
         models = args.models or Path(fresh)
         if args.models is None:

@@ -12,7 +12,7 @@ import pytest
 from scipy.signal import resample_poly
 
 import audio
-import recognizer
+import reader
 
 # (file name, container format, codec, sample rate, channels): what a phone, a browser or a download gives
 FORMATS = [("take.flac", "flac", "flac", 44100, 2), ("note.ogg", "ogg", "libopus", 48000, 1),
@@ -80,5 +80,5 @@ def test_folders_stand_for_every_format(tmp_path, recordings):
     for name, container, codec, rate, channels in FORMATS:
         encode(tmp_path / name.upper(), audio.read_wav(recordings / "1_yweweler_4.wav"), container, codec, rate, channels)
     (tmp_path / "notes.txt").write_text("not audio")
-    found = recognizer.files_to_classify([tmp_path])
+    found = reader.files_to_classify([tmp_path])
     assert [f.name for f in found] == sorted(name.upper() for name, *_ in FORMATS)

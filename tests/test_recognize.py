@@ -1,8 +1,8 @@
-"""tools/recognize.py and recognizer.py on real recordings.
+"""tools/recognize.py, recognizer.py and reader.py on real recordings.
 
 The command line's handling (files, folders, errors, model files) is tested with a one-epoch recipe of a
-200-parameter network on a 20-recording stand-in for FSDD (training well under a second); the real
-recipe's path (front end with perturbed copies, ensemble, helpers.train, save, load, read) is tested
+20,000-parameter network on a 20-recording stand-in for FSDD (training well under a second); the real
+recipe's path (front end with perturbed copies, ensemble, helpers.train, export, save, load, read) is tested
 with the recipe's own code at fewer epochs, members and copies, and, slow, end to end in its own process.
 """
 from __future__ import annotations
@@ -22,7 +22,9 @@ from scipy.io import wavfile
 from scipy.signal import resample_poly
 from torch import nn
 
+import audio
 import helpers
+import reader
 import recognizer
 import study
 from conftest import ROOT
@@ -35,8 +37,8 @@ TOP = f"free-spoken-digit-dataset-{helpers.FSDD_VERSION}"
 
 
 def build_tiny_net() -> nn.Sequential:
-    """A network for 13 MFCCs x frames small enough to train in milliseconds."""
-    return nn.Sequential(nn.Conv1d(13, 8, 3), nn.ReLU(), nn.AdaptiveAvgPool1d(1), nn.Flatten(), nn.Linear(8, 10))
+    """A network for 13 MFCCs x 74 frames small enough to train in milliseconds, of layers reader.py runs."""
+    return nn.Sequential(nn.Flatten(), nn.BatchNorm1d(13 * 74), nn.Linear(13 * 74, 16), nn.ReLU(), nn.Linear(16, 10))
 
 
 TINY = recognizer.Recipe("tiny test network", "mfcc", build_tiny_net, epochs=1, lr=1e-2, cmvn=True)
@@ -103,7 +105,7 @@ def test_first_run_trains_and_saves_then_reruns_load(tmp_path, capsys, fit_calls
     status, lines, err = run(capsys, user_folder, "--data", data_dir, "--models", models)
     assert status == 0 and fit_calls == ["tiny test network"]
     assert "Training the recognizer on 20 FSDD recordings" in err and "Saved the recognizer" in err
-    assert sorted(p.name for p in models.iterdir()) == ["recognizer.pt"]  # no temp file left
+    assert sorted(p.name for p in models.iterdir()) == ["recognizer.npz"]  # no temp file left
     assert_classified(lines, [user_folder / "B.WAV", user_folder / "a.wav", user_folder / "c.wav"])
 
     status, again, err = run(capsys, user_folder, "--data", data_dir, "--models", models)
@@ -118,7 +120,7 @@ def test_ensemble_recipe_saves_and_loads(tmp_path, capsys, fit_calls, data_dir, 
     second = run(capsys, user_folder, "--data", data_dir, "--models", models)
     assert first[0] == second[0] == 0 and len(fit_calls) == 1 and second[2] == ""
     assert first[1] == second[1] and len(first[1]) == 3
-    assert any(key.startswith("members.1.") for key in torch.load(models / "recognizer.pt")["state_dict"])
+    assert len(reader.load_model(models / "recognizer.npz")[0].members) == 2
 
 
 def test_files_and_folders_mixed_in_order(tmp_path, capsys, fit_calls, data_dir, user_folder):
@@ -133,14 +135,14 @@ def test_real_recipe_trains_saves_loads_and_reads(tmp_path, capsys, data_dir, us
     end with perturbed copies, an ensemble fitted through helpers.train, saved, loaded, read."""
     recipe = dataclasses.replace(recognizer.RECIPE, epochs=2, members=2, copies=1)
     models = tmp_path / "models"
-    net = recognizer.recognizer(models, data_dir, recipe)
+    model = recognizer.recognizer(models, data_dir, recipe)
     assert "Training the recognizer on 20 FSDD recordings" in capsys.readouterr().err
-    assert sorted(p.suffix for p in models.iterdir()) == [".pt", ".pt"]  # the model and the cached features
+    assert sorted(p.suffix for p in models.iterdir()) == [".npz", ".pt"]  # the model and the cached features
     files = [user_folder / "a.wav", user_folder / "c.wav"]
-    readings = recognizer.read_files(net, files, recipe)
+    readings = reader.read_files(model, files)
     loaded = recognizer.recognizer(models, data_dir, recipe)
     assert capsys.readouterr().err == ""  # loaded, not trained
-    again = recognizer.read_files(loaded, files, recipe)
+    again = reader.read_files(loaded, files)
     assert [(r.digits, r.probability) for r in again] == [(r.digits, r.probability) for r in readings]
     assert all(len(r.digits) == 1 and 0.1 <= r.probability <= 1 for r in readings)
 
@@ -149,7 +151,7 @@ def test_real_recipe_trains_saves_loads_and_reads(tmp_path, capsys, data_dir, us
 def test_corrupt_model_file_is_retrained(tmp_path, capsys, fit_calls, data_dir, user_folder, damage):
     models = tmp_path / "models"
     run(capsys, user_folder, "--data", data_dir, "--models", models)
-    model = models / "recognizer.pt"
+    model = models / "recognizer.npz"
     model.write_bytes({"random bytes": np.random.default_rng(0).bytes(3000), "empty": b"",
                        "cut in half": model.read_bytes()[: model.stat().st_size // 2]}[damage])
     status, lines, err = run(capsys, user_folder, "--data", data_dir, "--models", models)
@@ -158,22 +160,62 @@ def test_corrupt_model_file_is_retrained(tmp_path, capsys, fit_calls, data_dir, 
     assert run(capsys, user_folder, "--data", data_dir, "--models", models)[2] == ""  # the new one loads
 
 
-@pytest.mark.parametrize("key, value", [("fingerprint", "0" * 64), ("format", 0)])
-def test_outdated_model_file_is_retrained(tmp_path, capsys, fit_calls, data_dir, user_folder, key, value):
+def save_tiny(file: Path, **header) -> None:
+    """An untrained TINY model saved with recognizer.model_header(TINY), its fields replaced by `header`'s."""
+    reader.save_model(recognizer.export(build_tiny_net(), TINY), {**recognizer.model_header(TINY), **header}, file)
+
+
+@pytest.mark.parametrize("changed", [dict(fingerprint="0" * 64, source="0" * 64), dict(format=0)])
+def test_outdated_model_file_is_retrained(tmp_path, capsys, fit_calls, data_dir, user_folder, changed):
     models = tmp_path / "models"
-    recognizer.save_model(build_tiny_net(), TINY, models / "recognizer.pt")
-    saved = torch.load(models / "recognizer.pt")
-    torch.save({**saved, key: value}, models / "recognizer.pt")
+    save_tiny(models / "recognizer.npz", **changed)
     status, lines, err = run(capsys, user_folder, "--data", data_dir, "--models", models)
     assert status == 0 and len(fit_calls) == 1 and len(lines) == 3
+    key = "fingerprint" if "fingerprint" in changed else "format"
     assert f"is outdated (another {key}: trained with another file format, recipe or front end); training a new one" in err
 
 
-def test_weights_of_another_shape_are_retrained(tmp_path, capsys, fit_calls, data_dir, user_folder):
-    models = tmp_path / "models"
-    recognizer.save_model(nn.Linear(3, 3), TINY, models / "recognizer.pt")
-    status, _, err = run(capsys, user_folder, "--data", data_dir, "--models", models)
-    assert status == 0 and len(fit_calls) == 1 and "is unreadable (RuntimeError" in err
+def test_model_checked_against_other_code_is_kept_if_its_recipe_is_the_same(tmp_path, capsys, fit_calls, data_dir,
+                                                                             user_folder):
+    """Code changed elsewhere (another source digest), same recipe fingerprint: loaded without training, and its
+    header brought up to this code, so the next run reads it without torch."""
+    file = tmp_path / "models" / "recognizer.npz"
+    save_tiny(file, source="0" * 64)
+    assert reader.current_model(file) is None
+    status, lines, err = run(capsys, user_folder, "--data", data_dir, "--models", file.parent)
+    assert status == 0 and fit_calls == [] and err == "" and len(lines) == 3
+    assert reader.current_model(file) is not None
+
+
+def test_weights_of_another_shape_are_refused_and_retrained(tmp_path, capsys, fit_calls, data_dir, user_folder):
+    file = tmp_path / "models" / "recognizer.npz"
+    with pytest.raises(ValueError, match="not those of the recipe's network"):
+        recognizer.save_model(nn.Sequential(nn.Flatten(), nn.Linear(3, 3)), TINY, file)
+    reader.save_model(recognizer.export(nn.Sequential(nn.Flatten(), nn.Linear(3, 3)), TINY),
+                      {**recognizer.model_header(TINY), "source": "0" * 64}, file)  # as if written by other code
+    status, _, err = run(capsys, user_folder, "--data", data_dir, "--models", file.parent)
+    assert status == 0 and len(fit_calls) == 1 and "is unreadable (ValueError: its layers" in err
+
+
+def test_exported_model_reads_as_the_torch_network():
+    """reader.Model's numpy layers give the probabilities helpers.predict_proba gives for the trained network
+    (an ensemble of the recipe's head, with batch-norm statistics that are not the defaults)."""
+    torch.manual_seed(0)
+    net = recognizer.build_model(dataclasses.replace(recognizer.RECIPE, members=3))
+    for member in net.members:
+        member[0].running_mean.normal_()
+        member[0].running_var.uniform_(0.5, 2)
+        member[0].weight.data.normal_()
+    net.eval()
+    x = torch.randn(50, 288)
+    numpy = recognizer.export(net, recognizer.RECIPE).probabilities(x.numpy())
+    np.testing.assert_allclose(numpy, helpers.predict_proba(net, x, bf16=False).numpy(), atol=1e-6)
+    assert (numpy.argmax(1) == helpers.predict_proba(net, x, bf16=False).argmax(1).numpy()).all()
+
+
+def test_a_network_reader_cannot_run_is_refused_by_name():
+    with pytest.raises(ValueError, match="no numpy version of Conv1d"):
+        recognizer.export(nn.Sequential(nn.Conv1d(13, 8, 3), nn.Flatten()), TINY)
 
 
 def test_fingerprint_follows_the_recipe_definition(fit_calls):
@@ -195,15 +237,15 @@ def test_retrain_forces_training(tmp_path, capsys, fit_calls, data_dir, user_fol
 def test_failed_save_keeps_the_old_model(tmp_path, capsys, fit_calls, data_dir, user_folder, monkeypatch):
     models = tmp_path / "models"
     run(capsys, user_folder, "--data", data_dir, "--models", models)
-    before = (models / "recognizer.pt").read_bytes()
+    before = (models / "recognizer.npz").read_bytes()
 
     def full_disk(*args, **kwargs):
         raise OSError(28, "No space left on device")
 
-    monkeypatch.setattr(torch, "save", full_disk)
+    monkeypatch.setattr(reader, "write_atomically", full_disk)
     status, lines, err = run(capsys, "--retrain", user_folder, "--data", data_dir, "--models", models)
     assert status == 0 and len(lines) == 3 and "No space left on device); it serves this run only" in err
-    assert (models / "recognizer.pt").read_bytes() == before and os.listdir(models) == ["recognizer.pt"]
+    assert (models / "recognizer.npz").read_bytes() == before and os.listdir(models) == ["recognizer.npz"]
 
 
 @pytest.mark.parametrize("case", ["missing file", "missing folder", "folder without wavs"])
@@ -244,7 +286,7 @@ def test_command_line_first_run_trains_then_loads(tmp_path, recordings):
                "--data", str(recordings.parents[1]), *map(str, wavs)]
     first = subprocess.run(command, capture_output=True, text=True, timeout=900)
     assert first.returncode == 0, first.stderr[-3000:]
-    assert "Saved the recognizer" in first.stderr and (models / "recognizer.pt").is_file()
+    assert "Saved the recognizer" in first.stderr and (models / "recognizer.npz").is_file()
     assert [line.split("\t")[:2] for line in first.stdout.splitlines()] == [[str(wavs[0]), "7"], [str(wavs[1]), "2"]]
     second = subprocess.run(command, capture_output=True, text=True, timeout=120)
     assert second.returncode == 0 and second.stderr == "" and second.stdout == first.stdout
@@ -254,7 +296,7 @@ def test_command_line_first_run_trains_then_loads(tmp_path, recordings):
 def test_command_line_with_a_saved_model(tmp_path, user_folder, recordings):
     """The CLI in its own process, with an (untrained) model of the real recipe saved beforehand."""
     models = tmp_path / "models"
-    recognizer.save_model(recognizer.build_model(recognizer.RECIPE), recognizer.RECIPE, models / "recognizer.pt")
+    recognizer.save_model(recognizer.build_model(recognizer.RECIPE), recognizer.RECIPE, models / "recognizer.npz")
     command = [sys.executable, str(ROOT / "tools" / "recognize.py"), "--models", str(models),
                "--data", str(tmp_path / "no-data")]
     env = dict(os.environ)
@@ -277,16 +319,23 @@ def test_fingerprints_are_the_same_in_a_fresh_process():
     assert done.stdout.strip() == str({name: recognizer.recipe_fingerprint(r) for name, r in study.RECIPES.items()})
 
 
-def test_the_recognizer_imports_neither_d2l_nor_torchvision_nor_the_study():
-    """Classifying with a saved model starts in seconds: d2l (and torchvision, pandas with it) stay unloaded; a
-    user's recording never goes into study.py (the study imports the recognizer, not the other way round)."""
+def test_reading_with_a_saved_model_never_imports_torch(tmp_path, user_folder):
+    """A later run reads the saved model with numpy (in about a second, in a few hundred MB): torch, d2l,
+    torchvision, pandas, helpers and the study stay unloaded (the study imports the recognizer, not the other
+    way round)."""
+    models = tmp_path / "models"
+    recognizer.save_model(build_tiny_net().eval(), TINY, models / "recognizer.npz")
     script = ("import importlib.util, sys\n"
               "spec = importlib.util.spec_from_file_location('recognize', sys.argv[1])\n"
               "recognize = importlib.util.module_from_spec(spec); spec.loader.exec_module(recognize)\n"
-              "print(sorted(m for m in ('d2l', 'd2l.torch', 'torchvision', 'pandas', 'study') if m in sys.modules))")
-    done = subprocess.run([sys.executable, "-c", script, str(ROOT / "tools" / "recognize.py")],
-                          capture_output=True, text=True, timeout=300)
-    assert done.returncode == 0 and done.stdout.strip() == "[]", done.stdout + done.stderr
+              "status = recognize.main(sys.argv[2:])\n"
+              "print(status, sorted(m for m in ('torch', 'd2l', 'torchvision', 'pandas', 'helpers', 'recognizer', "
+              "'study') if m in sys.modules))")
+    done = subprocess.run([sys.executable, "-c", script, str(ROOT / "tools" / "recognize.py"), "--models",
+                           str(models), str(user_folder)], capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0 and done.stderr == "", done.stderr
+    *lines, last = done.stdout.splitlines()
+    assert last == "0 []" and len(lines) == 3
 
 
 def write_wav(file: Path, waveform: np.ndarray, rate: int, channels: int) -> Path:
@@ -302,7 +351,7 @@ def test_long_noisy_recordings_and_digit_sequences_of_a_held_out_speaker(tmp_pat
     recipe, net, speaker = held_out_model
     monkeypatch.setattr(recognizer, "RECIPE", recipe)
     models = tmp_path / "models"
-    recognizer.save_model(net, recipe, models / "recognizer.pt")
+    recognizer.save_model(net, recipe, models / "recognizer.npz")
     rng = np.random.default_rng(3)
     clip = lambda d: helpers.read_wav(recordings / f"{d}_{speaker}_{rng.integers(10, 50)}.wav")  # noqa: E731
     singles, sequences = [2, 5, 8], [[4, 7, 1, 1], [0, 3, 9, 6]]
@@ -326,7 +375,7 @@ def test_every_format_gives_the_digits_of_the_wav(tmp_path, capsys, recordings, 
     recipe, net, speaker = held_out_model
     monkeypatch.setattr(recognizer, "RECIPE", recipe)
     models = tmp_path / "models"
-    recognizer.save_model(net, recipe, models / "recognizer.pt")
+    recognizer.save_model(net, recipe, models / "recognizer.npz")
     takes = [f"{digit}_{speaker}_{take}" for digit, take in [(0, 11), (4, 23), (6, 35), (9, 47)]]
     files = [recordings / f"{take}.wav" for take in takes]
     for take in takes:
@@ -346,5 +395,6 @@ def test_help_tells_formats_output_and_exit_status(capsys):
     out = capsys.readouterr().out
     assert done.value.code == 0
     for promise in ["flac, ogg/Opus, mp3, m4a/AAC", "webm", "Output: one line per readable file",
-                    "Exit status: 0", "1 some files could not be read or decoded", "2 nothing was"]:
+                    "Exit status: 0", "1 some files could not be read or decoded", "2 nothing was",
+                    " ".join(audio.AUDIO_SUFFIXES)]:  # the suffixes a folder is searched for, all of them
         assert promise in " ".join(out.split()), promise

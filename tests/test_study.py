@@ -8,6 +8,7 @@ import pytest
 import torch
 
 import helpers
+import reader
 import recognizer
 import study
 
@@ -71,7 +72,7 @@ def test_networks_map_inputs_to_ten_logits(build, shape, params):
 
 def test_utterance_cmvn_normalizes_every_channel():
     x = torch.randn(3, 13, 74) * 5 + 2
-    z = recognizer.standardize(x)
+    z = reader.standardize(x)
     torch.testing.assert_close(z.mean(-1), torch.zeros(3, 13), atol=1e-5, rtol=0)
     torch.testing.assert_close(z.std(-1), torch.ones(3, 13), atol=1e-4, rtol=0)
 
@@ -141,7 +142,7 @@ def test_fit_is_reproducible_from_its_seed():
 
 def test_recording_features_give_every_recipe_its_input_shape():
     waveforms = [np.zeros(3000, np.float32), 0.1 * np.random.default_rng(0).standard_normal(9000).astype(np.float32)]
-    shapes = {"waveform": (2, 1, recognizer.SIZE), "mfcc": (2, 13, 74), "embedding": (2, 288)}
+    shapes = {"waveform": (2, 1, reader.SIZE), "mfcc": (2, 13, 74), "embedding": (2, 288)}
     for recipe in study.RECIPES.values():
         x = recognizer.recording_features(recipe, waveforms)
         assert x.shape == shapes[recipe.features] and x.dtype == torch.float32
@@ -223,19 +224,28 @@ def clip(recordings, name: str) -> np.ndarray:
 def test_speech_embeddings_give_96_values_every_20_ms(recordings):
     short, long = np.zeros(2000, np.float32), np.zeros(24000, np.float32)  # 0.25 s, 3 s
     short[500:1500] = clip(recordings, "4_jackson_0.wav")[:1000]
-    embeddings = recognizer.speech_embeddings([short, long])
+    embeddings = reader.speech_embeddings([short, long])
     assert embeddings[0].shape == (11, 96)  # 1 s: 97 frames of 10 ms, a window of 76 every 2
-    assert recognizer.mel_windows(recognizer.embedding_input(short)).shape == (11, 76, 32, 1)
+    assert reader.mel_windows(reader.embedding_input(short)).shape == (11, 76, 32, 1)
     assert len(embeddings[1]) > 3 * len(embeddings[0]) and np.isfinite(embeddings[1]).all()
     assert np.abs(embeddings[0] - embeddings[1][:len(embeddings[0])]).max() > 1  # speech differs from silence
 
 
+def test_embedding_features_in_chunks_on_every_core_are_the_embeddings_themselves(recordings):
+    """Spread over threads in chunks of any size, the pooled embeddings are bit for bit those of one call."""
+    waveforms = [clip(recordings, f"{digit}_lucas_{digit}.wav") for digit in range(5)]
+    whole = reader.pooled_embeddings(waveforms)
+    assert whole.shape == (5, 288)
+    for chunk in (1, 2, 100):
+        assert np.array_equal(reader.embedding_features(waveforms, chunk), whole), chunk
+
+
 def test_embedding_input_centres_the_clip_in_a_second_at_16_khz():
-    x = recognizer.embedding_input(np.full(4000, 0.5, np.float32))  # 0.5 s at 8 kHz
+    x = reader.embedding_input(np.full(4000, 0.5, np.float32))  # 0.5 s at 8 kHz
     assert x.shape == (16000,) and x.dtype == np.float32
     loud = np.flatnonzero(np.abs(x) > 1000)
     assert abs(loud[0] - 4000) < 20 and abs(loud[-1] - 12000) < 20 and abs(x[8000] / 32767 - 0.5) < 0.01
-    assert len(recognizer.embedding_input(np.zeros(12000, np.float32))) == 24000  # longer clips: not cut
+    assert len(reader.embedding_input(np.zeros(12000, np.float32))) == 24000  # longer clips: not cut
 
 
 def test_perturb_voice_changes_pace_loudness_and_padding_reproducibly(recordings):
@@ -252,7 +262,7 @@ def test_speech_segments_find_each_digit_of_an_assembled_recording(recordings):
     rng = np.random.default_rng(0)
     for _ in range(5):
         x = study.assemble(clips, rng)
-        segments = recognizer.speech_segments(x)
+        segments = reader.speech_segments(x)
         assert len(segments) == 4, segments
         assert all(b - a >= 0.1 * helpers.SAMPLE_RATE for a, b in segments)
 
@@ -260,10 +270,10 @@ def test_speech_segments_find_each_digit_of_an_assembled_recording(recordings):
 def test_one_digit_in_a_long_noisy_recording_is_one_segment(recordings):
     x, rate = clip(recordings, "6_nicolas_20.wav"), helpers.SAMPLE_RATE
     recording = study.assemble([x], np.random.default_rng(1), lead=(3, 4), snr_db=(15, 15))
-    [(start, end)] = recognizer.speech_segments(recording)
+    [(start, end)] = reader.speech_segments(recording)
     assert 2.9 * rate < start and end < 4.1 * rate + len(x) and end - start <= len(x) + 0.15 * rate  # margins
-    assert recognizer.speech_segments(np.zeros(8000, np.float32)) == []  # silence: nothing spoken
-    assert len(recognizer.spoken_parts(np.zeros(8000, np.float32))) == 1  # read as one digit anyway
+    assert reader.speech_segments(np.zeros(8000, np.float32)) == []  # silence: nothing spoken
+    assert len(reader.spoken_parts(np.zeros(8000, np.float32))) == 1  # read as one digit anyway
 
 
 def test_training_features_hold_every_copy_and_are_cached(tmp_path, monkeypatch):
@@ -273,7 +283,7 @@ def test_training_features_hold_every_copy_and_are_cached(tmp_path, monkeypatch)
     assert x.shape == (3, 3, 13, 74) and torch.equal(x[:, 0], recognizer.recording_features(recipe, waveforms))
     assert not torch.equal(x[:, 1], x[:, 0]) and not torch.equal(x[:, 1], x[:, 2])
     assert len(list(tmp_path.glob("features-*.pt"))) == 1 and not list(tmp_path.glob(".*partial"))
-    monkeypatch.setattr(recognizer, "mfcc_frames", None)  # the cached features are loaded, not computed
+    monkeypatch.setattr(reader, "mfcc_frames", None)  # the cached features are loaded, not computed
     assert torch.equal(recognizer.training_features(recipe, waveforms, tmp_path), x)
     with pytest.raises(TypeError):  # other recordings are not in the cache: computed (without mfcc_frames)
         recognizer.training_features(recipe, [2 * w for w in waveforms], tmp_path)
@@ -294,10 +304,11 @@ def test_read_digits_reads_sequences_of_a_held_out_speaker(recordings, held_out_
     truths = [[int(d) for d in rng.integers(0, 10, 4)] for _ in range(5)]
     sequences = [study.assemble([clip(recordings, f"{d}_{speaker}_{rng.integers(10, 50)}.wav") for d in truth], rng)
                  for truth in truths]
-    read = recognizer.read_digits(net, recipe, sequences)
+    model = recognizer.export(net, recipe)
+    read = reader.read_digits(model, sequences)
     assert all(len(digits) == 4 and 0 <= p <= 1 for digits, p in read)
     correct = sum(a == b for (digits, _), truth in zip(read, truths) for a, b in zip(digits, truth))
     assert correct >= 0.8 * 20, read
     _, p = read[0]
-    single = recognizer.read_digits(net, recipe, [clip(recordings, f"{truths[0][0]}_{speaker}_20.wav")])
+    single = reader.read_digits(model, [clip(recordings, f"{truths[0][0]}_{speaker}_20.wav")])
     assert len(single[0][0]) == 1 and p < 1  # one digit stays one; a sequence's probability is a product

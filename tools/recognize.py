@@ -12,7 +12,7 @@ them too (e.g. recordings/*/).
 Output: one line per readable file on stdout, tab-separated: the path, the digits spoken in it and
 the probability of that reading, e.g. "my_seven.wav<TAB>7<TAB>0.983" or "pin.m4a<TAB>4711<TAB>0.912".
 A recording may be of any length: its spoken parts are found by their loudness
-(recognizer.speech_segments: silence and steady room noise before, between and after them are
+(reader.speech_segments: silence and steady room noise before, between and after them are
 skipped; pauses under 0.2 s do not split a digit) and each part is read as one digit. The
 probability is the product of the digits' own probabilities (the highest of each part's ten), the
 model's probability of the whole sequence if the parts are right and independent.
@@ -20,9 +20,10 @@ model's probability of the whole sequence if the parts are right and independent
 The model is recognizer.RECIPE trained on all 3,000 FSDD recordings. The first run downloads FSDD
 into --data (set FSDD_SOURCE to a local archive to skip the download) and trains it, which takes
 minutes (the embeddings of the recordings and their perturbed copies, on every core, kept in
---models for later trainings, then the network), and saves it as --models/recognizer.pt; later runs
-load it in seconds. A model file that is unreadable, or was trained with another recipe, recipe
-definition, front end or file format, is retrained with a message; so is any with --retrain.
+--models for later trainings, then the network), and saves it as --models/recognizer.npz, numpy
+arrays that later runs read without torch, in a second or two. A model file that is unreadable, or
+was trained with another recipe, recipe definition, front end or file format, is retrained with a
+message; so is any with --retrain.
 
 Exit status: 0 every file was classified; 1 some files could not be read or decoded (each is
 reported on stderr as "error: <file> ...", the others are still classified); 2 nothing was
@@ -39,8 +40,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 import audio  # noqa: E402
-import helpers  # noqa: E402
-import recognizer  # noqa: E402
+import reader  # noqa: E402
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -55,7 +55,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
-def print_readings(readings: list[recognizer.Reading]) -> int:
+def print_readings(readings: list[reader.Reading]) -> int:
     """Print path, digits and probability of every readable file (errors on stderr); how many failed."""
     for reading in readings:
         if reading.error:
@@ -66,15 +66,23 @@ def print_readings(readings: list[recognizer.Reading]) -> int:
     return sum(reading.error is not None for reading in readings)
 
 
+def trained_model(args: argparse.Namespace) -> reader.Model:
+    """recognizer.RECIPE's model: the saved one if it was trained with this recipe, else trained now (torch)."""
+    import helpers
+    import recognizer
+    helpers.set_threads(1)  # a small network: one thread is as fast, and never slowed by a busy core
+    return recognizer.recognizer(args.models, args.data, recognizer.RECIPE, args.retrain)
+
+
 def main(argv: list[str] | None = None) -> int:
     """Classify the files on the command line; the exit status (see the module docstring)."""
     args = parse_args(argv)
     try:
-        files = recognizer.files_to_classify(args.paths)
-        helpers.set_threads(1)  # a small network: one thread is as fast, and never slowed by a busy core
-        net = recognizer.recognizer(args.models, args.data, recognizer.RECIPE, args.retrain)
-        return 1 if print_readings(recognizer.read_files(net, files, recognizer.RECIPE)) else 0
-    except (recognizer.UsageError, audio.FSDDError) as err:  # e.g. openwakeword missing: the front end cannot run
+        files = reader.files_to_classify(args.paths)
+        # a model saved by this very code is read without torch; else its recipe is checked, or it is trained
+        model = None if args.retrain else reader.current_model(args.models / reader.MODEL_FILE)
+        return 1 if print_readings(reader.read_files(model or trained_model(args), files)) else 0
+    except (reader.UsageError, audio.FSDDError) as err:  # e.g. openwakeword missing: the front end cannot run
         print(f"error: {err}", file=sys.stderr)
         return 2
 

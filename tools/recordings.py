@@ -25,6 +25,7 @@ from scipy.signal import resample_poly
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import helpers  # noqa: E402
+import reader  # noqa: E402
 import recognizer  # noqa: E402
 import study  # noqa: E402
 
@@ -73,7 +74,7 @@ def main() -> None:
         for speaker, train, test in study.speaker_folds(data["speakers"]):
             net = recognizer.fit(recipe, x[train], data["y"][train])
             sequences, truth, files, single_truth = held_out_recordings(data, test.numpy(), rng, Path(folder))
-            read = recognizer.read_digits(net, recipe, sequences + files)
+            read = reader.read_digits(recognizer.export(net, recipe), sequences + files)
             said = [digits_read for digits_read, _ in read]
             speaker_errors = sum(edit_distance(s, t) for s, t in zip(said, truth))
             speaker_exact = sum(s == t for s, t in zip(said, truth))

@@ -125,6 +125,7 @@ class Recipe:
     masks: tuple[int, int] = (0, 0)  # widest masked band of feature channels and of frames
     members: int = 1  # networks trained from different seeds, their probabilities averaged
     copies: int = 0  # perturb_voice copies of every training recording (training_features); one drawn per batch
+    copy_snr_db: tuple[float, float] = (10, 40)  # the white noise of those copies, dB below the speech
 
 
 class AugmentedLoader(helpers.BatchLoader):
@@ -172,7 +173,8 @@ def training_features(recipe: Recipe, waveforms: list[np.ndarray], cache_dir: Pa
     copies (seeded), kept in cache_dir under a fingerprint of the waveforms, the recipe's front end and code."""
     if not recipe.copies:
         return recording_features(recipe, waveforms)
-    digest = hashlib.sha256(f"{recipe.features} {recipe.cmvn} {recipe.copies} {seed}\n{front_end_source(recipe)}".encode())
+    digest = hashlib.sha256(f"{recipe.features} {recipe.cmvn} {recipe.copies} {recipe.copy_snr_db} {seed}\n"
+                            f"{front_end_source(recipe)}".encode())
     for w in waveforms:
         digest.update(np.ascontiguousarray(w, np.float32).tobytes())
     file = cache_dir / f"features-{digest.hexdigest()[:16]}.pt" if cache_dir else None
@@ -180,7 +182,8 @@ def training_features(recipe: Recipe, waveforms: list[np.ndarray], cache_dir: Pa
         return torch.load(file)
     rng = np.random.default_rng(seed)
     x = torch.stack([recording_features(recipe, waveforms)] + [
-        recording_features(recipe, [perturb_voice(w, rng) for w in waveforms]) for _ in range(recipe.copies)], 1)
+        recording_features(recipe, [perturb_voice(w, rng, snr_db=recipe.copy_snr_db) for w in waveforms])
+        for _ in range(recipe.copies)], 1)
     if file:
         torch_save_atomically(x, file)
     return x

@@ -4,8 +4,8 @@ Leave-one-speaker-out, official-split and random-split evaluation of several rec
 network, augmentation; recognizer.Recipe, trained by recognizer.fit) and of a pocketsphinx baseline,
 run by tools/speaker_independent.py and shown in the notebook's appendix; recordings assembled as people
 make them (assemble) for tools/recordings.py. The recognizer itself (tools/recognize.py) lives in
-recognizer.py (training) and reader.py (reading), which this module imports. The notebook's own answers (its networks and datasets) stay in
-the notebook; this study has its own. Recipes only screened on a few speakers are kept in the results
+recognizer.py (training) and reader.py (reading), which this module imports. The notebook's own answers
+(its networks and datasets) stay in the notebook; this study has its own. Recipes only screened on a few speakers are kept in the results
 file (descriptions and numbers), not as code.
 """
 from __future__ import annotations

@@ -9,3 +9,20 @@ def test_readme_results_table_is_the_notebooks():
     assert table.startswith("| run |") and "as given" in table
     assert readme_results.readme_results() == table
 
+
+
+def test_readme_recognizer_numbers_are_the_results_files():
+    """The recognizer paragraphs quote results/recordings.json and the study's row for study.RECOGNIZER."""
+    import json
+    from pathlib import Path
+
+    import study
+    root = Path(__file__).resolve().parents[1]
+    readme = (root / "README.md").read_text()
+    readings = json.loads(study.RECORDINGS_FILE.read_text())
+    loso = json.loads(study.RESULTS_FILE.read_text())["recipes"][study.RECOGNIZER]
+    quoted = [readings["digit accuracy"], readings["sequence accuracy"], readings["split right"],
+              readings["single digit accuracy"], loso["loso_mean"], min(loso["loso"].values())]
+    for value in quoted:
+        assert f"{value:.1%}" in readme, f"{value:.1%}"
+    assert f"{readings['sequences']} sequences ({readings['digits']} digits)" in readme

@@ -172,7 +172,8 @@ def test_outdated_model_file_is_retrained(tmp_path, capsys, fit_calls, data_dir,
     status, lines, err = run(capsys, user_folder, "--data", data_dir, "--models", models)
     assert status == 0 and len(fit_calls) == 1 and len(lines) == 3
     key = "fingerprint" if "fingerprint" in changed else "format"
-    assert f"is outdated (another {key}: trained with another file format, recipe or front end); training a new one" in err
+    assert (f"is outdated (another {key}: trained with another file format, recipe or front end); "
+            "training a new one") in err
 
 
 def test_model_checked_against_other_code_is_kept_if_its_recipe_is_the_same(tmp_path, capsys, fit_calls, data_dir,

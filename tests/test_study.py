@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -283,6 +284,9 @@ def test_training_features_hold_every_copy_and_are_cached(tmp_path, monkeypatch)
     assert x.shape == (3, 3, 13, 74) and torch.equal(x[:, 0], recognizer.recording_features(recipe, waveforms))
     assert not torch.equal(x[:, 1], x[:, 0]) and not torch.equal(x[:, 1], x[:, 2])
     assert len(list(tmp_path.glob("features-*.pt"))) == 1 and not list(tmp_path.glob(".*partial"))
+    noisier = recognizer.training_features(replace(recipe, copy_snr_db=(0, 5)), waveforms, tmp_path)
+    assert torch.equal(noisier[:, 0], x[:, 0]) and not torch.equal(noisier[:, 1], x[:, 1])  # other copies, cached apart
+    assert len(list(tmp_path.glob("features-*.pt"))) == 2
     monkeypatch.setattr(reader, "mfcc_frames", None)  # the cached features are loaded, not computed
     assert torch.equal(recognizer.training_features(recipe, waveforms, tmp_path), x)
     with pytest.raises(TypeError):  # other recordings are not in the cache: computed (without mfcc_frames)

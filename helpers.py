@@ -510,7 +510,7 @@ class TrainResult:
     schedule: str | None = None
     timing: dict[str, float] = field(default_factory=dict)
     fit_acc: float = math.nan  # accuracy on the (unshifted) training recordings after training, in eval mode
-    net: nn.Module | None = field(default=None, repr=False)  # the trained network (train(resume=...) goes on)
+    net: nn.Module | None = field(default=None, repr=False)  # the trained network
 
     def test_acc_after(self, epochs: int) -> float:
         """Test accuracy after the first `epochs` epochs of this run."""
@@ -609,13 +609,11 @@ def make_optimizer(net: nn.Module, name: str, lr: float, weight_decay: float, de
     return optimizers[name](net.parameters(), lr=lr, weight_decay=weight_decay, fused=fused)
 
 
-def training_plot(title: str, done: list, num_epochs: int) -> LiveAnimator:
-    """d2l's live plot of loss and accuracies, with the epochs of an earlier run (`done`) drawn in."""
-    animator = LiveAnimator(xlabel='epoch', ylabel='loss / accuracy', xlim=[1, len(done) + num_epochs],
+def training_plot(title: str, num_epochs: int) -> LiveAnimator:
+    """d2l's live plot of loss and accuracies."""
+    animator = LiveAnimator(xlabel='epoch', ylabel='loss / accuracy', xlim=[1, num_epochs],
                             legend=['train loss', 'train acc', 'test acc'], figsize=(2.8, 1.4))
     animator.fig.suptitle(title)
-    for epoch, point in enumerate(done, start=1):
-        animator.add(epoch, point)
     return animator
 
 
@@ -650,20 +648,16 @@ def train_epoch(net, train_iter, loss, optimizer, scheduler, device, bf16, timin
 def train(net: nn.Module, train_iter, test_iter, num_epochs: int, lr: float,
           device: torch.device = DEFAULT_DEVICE, *, optimizer: str = "sgd", schedule: str | None = None,
           weight_decay: float = 0.0, bf16: bool | None = None, animate: bool = True,
-          title: str | None = None, resume: TrainResult | None = None) -> TrainResult:
+          title: str | None = None) -> TrainResult:
     """Train a model with a GPU (the assignment's d2l train function, with its live plot).
 
     Options: `optimizer` 'sgd' or 'adamw'; `schedule` None or 'onecycle' (warm up to `lr`, anneal to
     zero); `bf16` mixed precision (None: where the hardware has it); `animate=False` no plot, no prints;
-    `title` names the plot; `test_iter=None` no evaluation (test acc NaN); `resume` an earlier plain-SGD
-    result on `net`: trains `num_epochs` more and returns the whole run. Speed-ups: speed.speed_up.
+    `title` names the plot; `test_iter=None` no evaluation (test acc NaN). Speed-ups: speed.speed_up.
     Returns the metrics, `fit_acc` (eval-mode accuracy on the unshifted training data), the history,
     the net and where the seconds went.
     """
-    if resume is not None and (optimizer != "sgd" or schedule is not None):
-        raise ValueError("resume continues plain SGD at a constant learning rate only (other "
-                         "optimizers keep state, a schedule would restart)")
-    start, done = time.perf_counter(), resume.history if resume is not None else []
+    start = time.perf_counter()
     title = title or f"{optimizer.replace('sgd', 'SGD').replace('adamw', 'AdamW')}, lr {lr:g}"
     if animate:
         print('training on', device)
@@ -672,8 +666,8 @@ def train(net: nn.Module, train_iter, test_iter, num_epochs: int, lr: float,
     scheduler = (torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=lr, epochs=num_epochs,
                                                      steps_per_epoch=len(train_iter))
                  if schedule == "onecycle" else None)
-    loss, animator = nn.CrossEntropyLoss(), training_plot(title, done, num_epochs) if animate else None
-    history, timing = list(done), dict.fromkeys(["data", "steps", "evaluation", "plot"], 0.0)
+    loss, animator = nn.CrossEntropyLoss(), training_plot(title, num_epochs) if animate else None
+    history, timing = [], dict.fromkeys(["data", "steps", "evaluation", "plot"], 0.0)
     for epoch in range(num_epochs):
         loss_sum, correct, examples = train_epoch(net, train_iter, loss, optimizer, scheduler, device, bf16, timing)
         train_l, train_acc = loss_sum / examples, correct / examples
@@ -681,7 +675,7 @@ def train(net: nn.Module, train_iter, test_iter, num_epochs: int, lr: float,
         test_acc = evaluate_accuracy(net, test_iter, device, bf16) if test_iter is not None else math.nan
         timing["evaluation"] += time.perf_counter() - tick
         history.append((train_l, train_acc, test_acc))
-        report_progress(title, len(history), len(done) + num_epochs)
+        report_progress(title, len(history), num_epochs)
         if animator:
             tick = time.perf_counter()
             animator.add(len(history), (train_l, train_acc, test_acc), last=epoch == num_epochs - 1)
@@ -691,9 +685,7 @@ def train(net: nn.Module, train_iter, test_iter, num_epochs: int, lr: float,
         print(f'{examples * num_epochs / timing["steps"]:.1f} examples/sec on {str(device)}')
     unaugmented = train_iter.unaugmented() if isinstance(train_iter, BatchLoader) else train_iter
     fit_acc = evaluate_accuracy(net, unaugmented, device, bf16)
-    seconds = time.perf_counter() - start + (resume.seconds if resume is not None else 0.0)
-    if resume is not None:
-        timing = {part: value + resume.timing.get(part, 0.0) for part, value in timing.items()}
+    seconds = time.perf_counter() - start
     return TrainResult(train_l, train_acc, test_acc, seconds, lr, history, schedule, timing, fit_acc, net)
 
 
@@ -705,6 +697,13 @@ def test_noise(accuracy: float, test_size: int) -> float:
 def difference_noise(accuracy: float, test_size: int) -> float:
     """The noise of a difference of two such accuracies (independent runs): sqrt(2) times test_noise."""
     return math.sqrt(2) * test_noise(accuracy, test_size)
+
+
+def trend_change(result: TrainResult) -> float:
+    """How much the test accuracy moves over the last third of the epochs along its Theil-Sen line."""
+    window = len(result.history) // 3
+    test_accs = [test_acc for _, _, test_acc in result.history[-window:]]
+    return theilslopes(test_accs).slope * (window - 1)
 
 
 def converged(result: TrainResult, longer: TrainResult | None = None, *, test_size: int,
@@ -727,11 +726,9 @@ def converged(result: TrainResult, longer: TrainResult | None = None, *, test_si
             raise ValueError("a scheduled run is judged by the same recipe run at least twice as long: pass `longer`")
         change, label = longer.test_acc - result.test_acc, "2x "
     else:
-        window = len(result.history) // 3
-        if window < 3:
+        if len(result.history) // 3 < 3:
             return "no (too few epochs)"
-        test_accs = [test_acc for _, _, test_acc in result.history[-window:]]
-        change, label = theilslopes(test_accs).slope * (window - 1), ""
+        change, label = trend_change(result), ""
     return f"{'yes' if abs(change) < noise else 'no'} ({label}{change:+.3f}, noise {noise:.3f})"
 
 

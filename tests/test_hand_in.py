@@ -170,8 +170,7 @@ def test_the_comparisons_the_answers_draw_hold_with_a_margin():
     table = runs_table(nb)
     acc = {name: (float(row["train acc"]), float(row["test acc"])) for name, row in table.items()}
     last10 = {name: float(row["test acc, last 10"]) for name, row in table.items()}
-    (base_fit, base), (_, continued) = acc["SGD as given (f)"], acc["SGD (f) continued"]
-    assert abs(abs(continued - base) - noise(base)) >= noise(base) / 2  # 3.6(g): within the noise
+    base_fit, base = acc["SGD as given (f)"]  # 3.6(g) is its verdict, checked above
     assert base_fit - base > 0.10 + noise(base)  # 3.7(a): overfitting (a gap over 10 points)
     assert base < 0.99 - noise(base) and (base + noise(base)) ** 4 < 0.5  # 3.7(b): no; a PIN mostly misread
     assert base_fit > 0.99  # 3.7(c): fits its training recordings

@@ -242,19 +242,6 @@ def test_live_animator_redraws_at_most_every_interval(monkeypatch):
     assert len(shown) == 3
 
 
-def test_train_resumes_a_plain_sgd_run():
-    torch.manual_seed(0)
-    data = torch.utils.data.TensorDataset(torch.randn(64, 1, 20), torch.arange(64) % 10)
-    net = nn.Sequential(nn.Conv1d(1, 2, 5), nn.Flatten(), nn.Linear(32, 10))
-    loaders = helpers.BatchLoader(data, 16, shuffle=True), helpers.BatchLoader(data, 16)
-    first = helpers.train(net, *loaders, 2, 0.1, device=CPU, animate=False)
-    whole = helpers.train(net, *loaders, 3, 0.1, device=CPU, animate=False, resume=first)
-    assert len(whole.history) == 5 and whole.history[:2] == first.history and whole.seconds > first.seconds
-    assert whole.timing["steps"] > first.timing["steps"]
-    with pytest.raises(ValueError, match="plain SGD"):
-        helpers.train(net, *loaders, 1, 0.1, device=CPU, animate=False, resume=first, optimizer="adamw")
-
-
 def test_train_records_where_its_time_goes():
     torch.manual_seed(0)
     data = torch.utils.data.TensorDataset(torch.randn(64, 1, 20), torch.arange(64) % 10)

@@ -52,7 +52,7 @@ def first_epochs(result: helpers.TrainResult, n: int) -> helpers.TrainResult:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--threads", type=int, default=1)
-    parser.add_argument("--epochs", type=int, default=60, help="the longest length; verdicts every 10 epochs from 30")
+    parser.add_argument("--epochs", type=int, default=60, help="the longest length; verdicts every 5 epochs from 30")
     parser.add_argument("--save", type=Path, help="write each network's history (train loss, train acc, test acc) here")
     args = parser.parse_args()
     helpers.set_threads(args.threads)
@@ -68,7 +68,7 @@ def main() -> None:
         torch.manual_seed(SEED)
         result = helpers.train(nb[name](), train_iter, test_iter, args.epochs, 0.02, animate=False)
         histories[name] = result.history
-        for n in range(30, args.epochs + 1, 10):
+        for n in range(30, args.epochs + 1, 5):
             shorter = first_epochs(result, n)
             print(f"{name}, {n} epochs: {helpers.converged(shorter, test_size=len(test))}, "
                   f"test acc, last 10: {shorter.mean_test_acc(10):.3f}", flush=True)

@@ -147,8 +147,8 @@ def compute_receptive_field(network: nn.Sequential, input_size=(15, 15),
 def plot_receptive_field(network: nn.Sequential, input_size=(15, 15), binary: bool = True) -> None:
     """Plot the receptive field of one output pixel at the input of every layer."""
     receptive_fields = compute_receptive_field(network, input_size, binary)
-    # one row of panels, or two rows for more than four (each panel stays 1.1 inches wide)
-    columns = len(receptive_fields) if len(receptive_fields) <= 4 else math.ceil(len(receptive_fields) / 2)
+    # one row of up to six panels (6.6 of the page's 7 inches), else two rows; each panel 1.1 inches wide
+    columns = len(receptive_fields) if len(receptive_fields) <= 6 else math.ceil(len(receptive_fields) / 2)
     rows = math.ceil(len(receptive_fields) / columns)
     plt.figure(figsize=(1.1 * columns, 1.3 * rows))
     for idx, receptive_field in enumerate(receptive_fields):

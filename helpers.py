@@ -613,7 +613,8 @@ def training_plot(title: str, num_epochs: int) -> LiveAnimator:
     """d2l's live plot of loss and accuracies."""
     animator = LiveAnimator(xlabel='epoch', ylabel='loss / accuracy', xlim=[1, num_epochs],
                             legend=['train loss', 'train acc', 'test acc'], figsize=(2.8, 1.4))
-    animator.fig.suptitle(title)
+    animator.fig.suptitle(title, fontsize=10)
+    animator.fig.subplots_adjust(top=0.8)  # room for the title above the axes
     return animator
 
 

@@ -1,6 +1,7 @@
 """Models, batch loading and training of sections 3.5-3.9 (shapes, parameter counts, real data)."""
 from __future__ import annotations
 
+import importlib.util
 import shutil
 
 import numpy as np
@@ -9,7 +10,7 @@ import torch
 from torch import nn
 
 import helpers
-from conftest import nb
+from conftest import ROOT, nb
 
 CPU = torch.device("cpu")
 
@@ -345,3 +346,22 @@ def test_helpers_train_makes_the_assignments_updates_in_float32(monkeypatch):
     for (name, a), b in zip(given.named_parameters(), ours.parameters()):
         assert torch.allclose(a, b, rtol=1e-4, atol=1e-6), name
     assert not all(torch.equal(a, b) for a, b in zip(build().parameters(), ours.parameters()))  # it trained
+
+
+def test_a_shorter_sgd_run_is_the_start_of_a_longer_one():
+    """tools/verdict_stability.py judges n epochs by the first n of a longer run (constant-rate SGD): the same
+    updates, so the same history and verdict as a run of n epochs."""
+    spec = importlib.util.spec_from_file_location("verdict_stability", ROOT / "tools" / "verdict_stability.py")
+    tool = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(tool)
+    data = torch.utils.data.TensorDataset(torch.randn(64, 1, 20), torch.arange(64) % 10)
+    runs = {}
+    for epochs in (9, 15):
+        torch.manual_seed(0)
+        net = nn.Sequential(nn.Conv1d(1, 2, 5), nn.Flatten(), nn.Linear(32, 10))
+        runs[epochs] = helpers.train(net, helpers.BatchLoader(data, 16, shuffle=True), helpers.BatchLoader(data, 16),
+                                     epochs, 0.1, device=CPU, bf16=False, animate=False)
+    shorter = tool.first_epochs(runs[15], 9)
+    assert shorter.history == runs[9].history
+    assert shorter.test_acc == runs[9].test_acc
+    assert helpers.converged(shorter, test_size=64) == helpers.converged(runs[9], test_size=64)

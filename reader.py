@@ -5,7 +5,8 @@ tools/recognize.py after the first takes it (started in about a second, in a few
     front ends     waveforms (8 kHz, any length) -> network input, numpy arrays: Google's speech embedding
                    (onnxruntime), MFCCs, the standardized waveform
     segmentation   speech_segments: the spoken parts of a long recording, one digit each
-    network        Model: a trained network's layers as numpy arrays, saved with a header and loaded
+    network        Network: a trained network's layers as numpy arrays; Model: networks on their own front
+                   ends, their log-probabilities summed with weights; saved with a header and loaded
     reading        read_digits, read_files: the digits and their probability
 
 recognizer.py trains the networks (torch) and hands them over as a Model (recognizer.export); this module
@@ -242,11 +243,29 @@ def _per_channel(a: np.ndarray, x: np.ndarray) -> np.ndarray:
     return a.reshape(-1, *[1] * (x.ndim - 2))
 
 
+def conv_same(x: np.ndarray, weight: np.ndarray, bias: np.ndarray) -> np.ndarray:
+    """Conv1d of x (N, in, T) with weight (out, in, k), stride 1, k // 2 zeros either side (odd k): (N, out, T)."""
+    k = weight.shape[-1]
+    padded = np.pad(x, [(0, 0), (0, 0), (k // 2, k // 2)])
+    windows = np.lib.stride_tricks.sliding_window_view(padded, k, axis=2)  # (N, in, T, k)
+    return np.einsum("nitk,oik->not", windows, weight, optimize=True) + bias[:, None]
+
+
+def max_pool(x: np.ndarray, size: np.ndarray) -> np.ndarray:
+    """MaxPool1d(size) of x (N, C, T): the maximum of every `size` frames, a remainder dropped."""
+    k = int(size)
+    t = x.shape[-1] // k
+    return x[..., :t * k].reshape(*x.shape[:-1], t, k).max(-1)
+
+
 LAYERS = {  # a layer kind (recognizer.export writes them) -> its output for x and the layer's arrays
     "flatten": lambda x: x.reshape(len(x), -1),
     "scale_shift": lambda x, scale, shift: x * _per_channel(scale, x) + _per_channel(shift, x),  # batch norm, eval
     "linear": lambda x, weight, bias: x @ weight.T + bias,  # weight (out, in), as torch stores it
     "relu": lambda x: np.maximum(x, 0),
+    "conv_same": conv_same,
+    "max_pool": max_pool,
+    "mean_over_time": lambda x: x.mean(-1, keepdims=True),  # AdaptiveAvgPool1d(1)
 }
 
 
@@ -257,7 +276,7 @@ def softmax(logits: np.ndarray) -> np.ndarray:
 
 
 @dataclass
-class Model:
+class Network:
     """A trained network as numpy arrays: its front end (features, cmvn) and the layers of each member (one
     network, or the networks of an ensemble), each layer a LAYERS kind and its arrays."""
     features: str
@@ -274,10 +293,24 @@ class Model:
         return np.mean([member(layers) for layers in self.members], 0)
 
 
+@dataclass
+class Model:
+    """The recognizer: networks, each on its own front end, whose log-probabilities are summed with weights
+    (as recognizer.Combined); one network of weight 1 gives its own probabilities."""
+    networks: list[Network]
+    weights: list[float]
+
+    def probabilities(self, waveforms: list[np.ndarray]) -> np.ndarray:
+        """(N, 10): the class probabilities of every waveform."""
+        log_p = sum(w * np.log(np.maximum(n.probabilities(network_input(n.features, n.cmvn, waveforms)), 1e-30))
+                    for n, w in zip(self.networks, self.weights))
+        return softmax(log_p)
+
+
 # -----------------------------------------------------------------------------
 # The model file: the arrays and a header saying what they were trained with
 
-FORMAT = 3  # version of the model file's layout; bump it when that changes
+FORMAT = 4  # version of the model file's layout; bump it when that changes
 MODEL_FILE = "recognizer.npz"
 SOURCES = ("reader.py", "recognizer.py")  # the code a model's recipe and front end are defined in
 
@@ -292,9 +325,11 @@ def source_digest() -> str:
 
 def save_model(model: Model, header: dict, file: Path) -> None:
     """Write the model's arrays and `header` (with the model's layout) to `file` atomically (an .npz)."""
-    layout = {"features": model.features, "cmvn": model.cmvn,
-              "layers": [[[kind, len(arrays)] for kind, arrays in layers] for layers in model.members]}
-    arrays = {f"{m}.{i}.{a}": array for m, layers in enumerate(model.members)
+    layout = {"weights": model.weights,
+              "networks": [{"features": n.features, "cmvn": n.cmvn,
+                            "layers": [[[kind, len(arrays)] for kind, arrays in layers] for layers in n.members]}
+                           for n in model.networks]}
+    arrays = {f"{k}.{m}.{i}.{a}": array for k, n in enumerate(model.networks) for m, layers in enumerate(n.members)
               for i, (_, layer_arrays) in enumerate(layers) for a, array in enumerate(layer_arrays)}
     buffer = io.BytesIO()
     np.savez(buffer, header=np.array(json.dumps({**header, **layout})), **arrays)
@@ -306,11 +341,14 @@ def load_model(file: Path) -> tuple[Model, dict]:
     """The model saved in `file` and its header; any damage raises (an OSError, ValueError or KeyError...)."""
     with np.load(file, allow_pickle=False) as saved:
         header = json.loads(str(saved["header"]))
-        members = [[(kind, [saved[f"{m}.{i}.{a}"] for a in range(count)]) for i, (kind, count) in enumerate(layers)]
-                   for m, layers in enumerate(header["layers"])]
-    if any(kind not in LAYERS for layers in members for kind, _ in layers):
-        raise ValueError(f"a layer this code cannot run ({[kind for layers in members for kind, _ in layers]})")
-    return Model(header["features"], header["cmvn"], members), header
+        networks = [Network(n["features"], n["cmvn"],
+                            [[(kind, [saved[f"{k}.{m}.{i}.{a}"] for a in range(count)])
+                              for i, (kind, count) in enumerate(layers)] for m, layers in enumerate(n["layers"])])
+                    for k, n in enumerate(header["networks"])]
+    kinds = [kind for n in networks for layers in n.members for kind, _ in layers]
+    if any(kind not in LAYERS for kind in kinds) or any(n.features not in FRONT_ENDS for n in networks):
+        raise ValueError(f"a layer or front end this code cannot run ({kinds}, {[n.features for n in networks]})")
+    return Model(networks, [float(w) for w in header["weights"]]), header
 
 
 def current_model(file: Path) -> Model | None:
@@ -330,7 +368,7 @@ def read_digits(model: Model, waveforms: list[np.ndarray]) -> list[tuple[list[in
     """The digits spoken in every recording (one per spoken part, in order) and the probability of that
     sequence: the product of the parts' highest class probabilities."""
     parts = [spoken_parts(w) for w in waveforms]
-    probabilities = model.probabilities(network_input(model.features, model.cmvn, sum(parts, [])))
+    probabilities = model.probabilities(sum(parts, []))
     ends = np.cumsum([len(p) for p in parts])
     return [(probabilities[a:b].argmax(1).tolist(), float(probabilities[a:b].max(1).prod()))
             for a, b in zip(np.concatenate([[0], ends[:-1]]), ends)]

@@ -1,7 +1,8 @@
 """The digit recognizer that tools/recognize.py trains: recipes, augmentation, ensembles (torch).
 
     front end      reader.py's, as torch tensors; perturb_voice: copies of a recording in other voices
-    network, fit   Recipe, AugmentedLoader, Ensemble, fit (through helpers.train)
+    network, fit   Recipe, AugmentedLoader, Ensemble, fit (through helpers.train); Combination, Combined:
+                   recipes on different front ends, their log-probabilities summed with weights
     model file     recognizer(): trained once on all FSDD recordings, exported to numpy (export) and saved
                    through reader.py, which reads every later run without torch
 
@@ -43,8 +44,11 @@ FRONT_END_CODE = {"waveform": (reader.waveform_features, reader.standardize, rea
 CACHE_DIR = Path(__file__).parent / "models"  # training_features' cache (ignored by git)
 
 
-def recording_features(recipe: Recipe, waveforms: list[np.ndarray]) -> torch.Tensor:
-    """recipe's network input (reader.network_input) for waveforms as audio.read_audio returns them."""
+def recording_features(recipe: Recipe | Combination, waveforms: list[np.ndarray]) -> torch.Tensor:
+    """recipe's network input (reader.network_input) for waveforms as audio.read_audio returns them; for a
+    Combination, its parts' inputs flattened and concatenated (N, D)."""
+    if isinstance(recipe, Combination):
+        return torch.cat([recording_features(part, waveforms).flatten(1) for part in recipe.parts], 1)
     return torch.from_numpy(reader.network_input(recipe.features, recipe.cmvn, waveforms))
 
 
@@ -101,6 +105,26 @@ def mask_band(x: torch.Tensor, max_width: int, dim: int) -> torch.Tensor:
     return x * (keep[:, :, None] if dim == 1 else keep[:, None, :])
 
 
+def conv_bn_relu(in_channels: int, out_channels: int, kernel_size: int = 3, **options) -> list[nn.Module]:
+    """Convolution, batch norm and ReLU: the building block of the convolutional networks."""
+    return [nn.Conv1d(in_channels, out_channels, kernel_size, **options), nn.BatchNorm1d(out_channels), nn.ReLU()]
+
+
+def gap_head(in_channels: int, channels: int = 32) -> list[nn.Module]:
+    """Five 3-tap conv blocks over frames (two max pools), global average pooling, a linear layer."""
+    return [*conv_bn_relu(in_channels, channels, padding=1), *conv_bn_relu(channels, channels, padding=1),
+            nn.MaxPool1d(2),
+            *conv_bn_relu(channels, 2 * channels, padding=1), *conv_bn_relu(2 * channels, 2 * channels, padding=1),
+            nn.MaxPool1d(2),
+            *conv_bn_relu(2 * channels, 4 * channels, padding=1),
+            nn.AdaptiveAvgPool1d(1), nn.Flatten(), nn.Linear(4 * channels, 10)]
+
+
+def build_net_mfcc_gap(channels: int = 32) -> nn.Sequential:
+    """For 13 x 74 MFCCs: gap_head, which is blind to where in time the digit is spoken."""
+    return nn.Sequential(*gap_head(13, channels))
+
+
 def build_net_embedding_head(hidden: int = 256, dropout: float = 0.3) -> nn.Sequential:
     """For pooled speech embeddings (3 x 96): batch norm as a learned standardization, a hidden layer
     with dropout before and after it, 10 logits."""
@@ -126,6 +150,41 @@ class Recipe:
     members: int = 1  # networks trained from different seeds, their probabilities averaged
     copies: int = 0  # perturb_voice copies of every training recording (training_features); one drawn per batch
     copy_snr_db: tuple[float, float] = (10, 40)  # the white noise of those copies, dB below the speech
+
+
+@dataclass(frozen=True)
+class Combination:
+    """Recipes trained apart, each on its own front end, their log-probabilities summed with weights. One
+    recording's input is every part's input, flattened and concatenated (recording_features)."""
+    about: str
+    parts: tuple[Recipe, ...]
+    weights: tuple[float, ...]
+
+    @property
+    def copies(self) -> int:
+        """Copies per recording in the training input (training_features): the most any part has."""
+        return max(part.copies for part in self.parts)
+
+
+INPUT_SHAPES = {"waveform": (1, reader.SIZE), "mfcc": (13, 74), "embedding": (3 * EMBEDDING_SIZE,)}  # per recording
+
+
+def part_slices(recipe: Combination) -> list[slice]:
+    """Where each part's flattened input lies in a recording's concatenated input."""
+    ends = np.cumsum([np.prod(INPUT_SHAPES[part.features]) for part in recipe.parts]).tolist()
+    return [slice(a, b) for a, b in zip([0, *ends[:-1]], ends)]
+
+
+def part_input(recipe: Combination, k: int, x: torch.Tensor) -> torch.Tensor:
+    """Part k's input in x, the concatenated input of N recordings (N, D) or with copies (N, 1 + copies, D):
+    (N, *shape), or (N, 1 + its copies, *shape) for a part with copies."""
+    part, columns = recipe.parts[k], part_slices(recipe)[k]
+    shape = INPUT_SHAPES[part.features]
+    if x.ndim == 2:
+        return x[:, columns].reshape(len(x), *shape)
+    if part.copies:
+        return x[:, :part.copies + 1, columns].reshape(len(x), part.copies + 1, *shape)
+    return x[:, 0, columns].reshape(len(x), *shape)
 
 
 class AugmentedLoader(helpers.BatchLoader):
@@ -167,10 +226,17 @@ def front_end_source(recipe: Recipe) -> str:
     return "\n".join(inspect.getsource(f) for f in functions)
 
 
-def training_features(recipe: Recipe, waveforms: list[np.ndarray], cache_dir: Path | None = CACHE_DIR,
+def training_features(recipe: Recipe | Combination, waveforms: list[np.ndarray], cache_dir: Path | None = CACHE_DIR,
                       seed: int = 0) -> torch.Tensor:
     """recording_features; with recipe.copies, (N, 1 + copies, ...): every recording and its perturb_voice
-    copies (seeded), kept in cache_dir under a fingerprint of the waveforms, the recipe's front end and code."""
+    copies (seeded), kept in cache_dir under a fingerprint of the waveforms, the recipe's front end and code.
+    A Combination's parts are concatenated along the last axis (a part without copies repeated for each)."""
+    if isinstance(recipe, Combination):
+        xs = [training_features(part, waveforms, cache_dir, seed) for part in recipe.parts]
+        if not recipe.copies:
+            return torch.cat([x.flatten(1) for x in xs], 1)
+        return torch.cat([(x if part.copies else x[:, None].expand(-1, recipe.copies + 1, *x.shape[1:])).flatten(2)
+                          for part, x in zip(recipe.parts, xs)], 2)
     if not recipe.copies:
         return recording_features(recipe, waveforms)
     digest = hashlib.sha256(f"{recipe.features} {recipe.cmvn} {recipe.copies} {recipe.copy_snr_db} {seed}\n"
@@ -200,6 +266,18 @@ class Ensemble(nn.Module):
         return torch.stack([member(x).softmax(1) for member in self.members]).mean(0).log()
 
 
+class Combined(nn.Module):
+    """A Combination's trained networks: the weighted sum of their log-probabilities for the concatenated input."""
+
+    def __init__(self, recipe: Combination, nets: list[nn.Module]):
+        super().__init__()
+        self.recipe, self.nets = recipe, nn.ModuleList(nets)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:  # x: (N, D)
+        return sum(w * net(part_input(self.recipe, k, x)).log_softmax(1)
+                   for k, (net, w) in enumerate(zip(self.nets, self.recipe.weights)))
+
+
 def train_network(recipe: Recipe, loader: AugmentedLoader) -> nn.Module:
     """A new recipe.build() trained on loader's batches by helpers.train (AdamW, one-cycle schedule, float32 on
     the CPU), in eval mode."""
@@ -209,9 +287,14 @@ def train_network(recipe: Recipe, loader: AugmentedLoader) -> nn.Module:
     return net.eval()
 
 
-def fit(recipe: Recipe, x: torch.Tensor, y: torch.Tensor, seed: int = 0, progress: bool = False) -> nn.Module:
+def fit(recipe: Recipe | Combination, x: torch.Tensor, y: torch.Tensor, seed: int = 0,
+        progress: bool = False) -> nn.Module:
     """recipe's network trained on all of x, y from seed `seed` (with recipe.members > 1: an Ensemble of
-    networks from seeds seed * members, seed * members + 1, ...), in eval mode."""
+    networks from seeds seed * members, seed * members + 1, ...), in eval mode; a Combination's parts each
+    trained on their own input from the same seed (Combined)."""
+    if isinstance(recipe, Combination):
+        nets = [fit(part, part_input(recipe, k, x), y, seed, progress) for k, part in enumerate(recipe.parts)]
+        return Combined(recipe, nets).eval()
     loader = AugmentedLoader(torch.utils.data.TensorDataset(x, y), recipe.batch_size, recipe)
     nets = []
     for member in tqdm(range(recipe.members), unit="network", disable=not progress):
@@ -231,35 +314,60 @@ def layer_arrays(layer: nn.Module) -> list[tuple[str, list[np.ndarray]]]:
         return [("flatten", [])]
     if isinstance(layer, nn.ReLU):
         return [("relu", [])]
+    if isinstance(layer, nn.AdaptiveAvgPool1d) and layer.output_size in (1, (1,)):
+        return [("mean_over_time", [])]
+    if isinstance(layer, nn.MaxPool1d) and layer.stride == layer.kernel_size and layer.padding == 0 \
+            and layer.dilation == 1 and not layer.ceil_mode:
+        return [("max_pool", [np.array(layer.kernel_size)])]
+    if isinstance(layer, nn.Conv1d) and layer.kernel_size[0] % 2 and layer.padding == (layer.kernel_size[0] // 2,) \
+            and layer.stride == (1,) and layer.dilation == (1,) and layer.groups == 1 and layer.padding_mode == "zeros":
+        return [("conv_same", [layer.weight.detach().numpy(), layer.bias.detach().numpy()])]
     if isinstance(layer, nn.Linear):
         return [("linear", [layer.weight.detach().numpy(), layer.bias.detach().numpy()])]
     if isinstance(layer, nn.BatchNorm1d):  # (x - mean) / sqrt(var + eps) * weight + bias
         scale = layer.weight.detach() / torch.sqrt(layer.running_var + layer.eps)
         return [("scale_shift", [scale.numpy(), (layer.bias.detach() - layer.running_mean * scale).numpy()])]
-    raise ValueError(f"reader.py has no numpy version of {layer}; recognize with a network of "
-                     "Flatten, BatchNorm1d, Linear, ReLU and Dropout layers")
+    raise ValueError(f"reader.py has no numpy version of {layer}; recognize with a network of Flatten, "
+                     "BatchNorm1d, Linear, ReLU, Dropout, Conv1d (stride 1, 'same' zero padding), MaxPool1d and "
+                     "AdaptiveAvgPool1d(1) layers")
 
 
-def export(net: nn.Module, recipe: Recipe) -> reader.Model:
-    """The trained network (a Sequential, or an Ensemble of them) as a reader.Model for recipe's front end."""
+def export_network(net: nn.Module, recipe: Recipe) -> reader.Network:
+    """The trained network (a Sequential, or an Ensemble of them) as a reader.Network for recipe's front end."""
     members = net.members if isinstance(net, Ensemble) else [net]
-    return reader.Model(recipe.features, recipe.cmvn,
-                        [[kind for layer in member for kind in layer_arrays(layer)] for member in members])
+    return reader.Network(recipe.features, recipe.cmvn,
+                          [[kind for layer in member for kind in layer_arrays(layer)] for member in members])
+
+
+def export(net: nn.Module, recipe: Recipe | Combination) -> reader.Model:
+    """The trained network (of a Recipe, weight 1; or a Combination's Combined) as a reader.Model."""
+    if isinstance(recipe, Combination):
+        return reader.Model([export_network(n, part) for n, part in zip(net.nets, recipe.parts)], list(recipe.weights))
+    return reader.Model([export_network(net, recipe)], [1.0])
 
 
 # -----------------------------------------------------------------------------
 # The model: trained once, exported, saved; reader.py reads it
 
-RECIPE = Recipe("build_net_embedding_head on Google's speech embedding (pretrained on far more speakers, frozen; "
+EMBEDDING = Recipe("build_net_embedding_head on Google's speech embedding (pretrained on far more speakers, frozen; "
                 "mean, std and max of its 96 values every 20 ms), 8 perturb_voice copies of every recording (speed "
                 "0.85-1.15, spectral tilt, reverberation, noise 10-40 dB, gain, timing), an ensemble of 5",
-                "embedding", build_net_embedding_head, epochs=30, lr=3e-3, batch_size=64, members=5, copies=8)
-# RECIPE is what tools/recognize.py trains (the study's 'embedding'); tests pass smaller dataclasses.replace()s of it
+                   "embedding", build_net_embedding_head, epochs=30, lr=3e-3, batch_size=64, members=5, copies=8)
+MFCC = Recipe("build_net_mfcc_gap, per-utterance CMVN, delay <= 10 frames, SpecAugment masks", "mfcc",
+              build_net_mfcc_gap, epochs=30, lr=1e-3, cmvn=True, max_delay=10, masks=(2, 9))
+MFCC_WEIGHT = 0.5  # chosen leaving one speaker out; the speaker's own fold not used (README, results/)
+RECIPE = Combination(f"embedding + {MFCC_WEIGHT} x mfcc_cmvn: log-probabilities summed (the two front ends make "
+                     "different mistakes)", (EMBEDDING, MFCC), (1.0, MFCC_WEIGHT))
+# RECIPE is what tools/recognize.py trains (the study's 'embedding+mfcc'); tests pass smaller replace()s of it
 
 
-def recipe_fingerprint(recipe: Recipe) -> str:
+def recipe_fingerprint(recipe: Recipe | Combination) -> str:
     """sha256 of what the model depends on: the recipe's fields (functions by their source), the
-    network's layers and the source of the recipe's front end (front_end_source)."""
+    network's layers and the source of the recipe's front end (front_end_source); a Combination's weights
+    and its parts' fingerprints."""
+    if isinstance(recipe, Combination):
+        text = "\n".join([repr(recipe.weights), *(recipe_fingerprint(part) for part in recipe.parts)])
+        return hashlib.sha256(text.encode()).hexdigest()
     fields = [f"{field.name}={_describe(getattr(recipe, field.name))}" for field in dataclasses.fields(recipe)]
     text = "\n".join([*fields, repr(build_model(recipe)), front_end_source(recipe)])
     return hashlib.sha256(text.encode()).hexdigest()
@@ -270,28 +378,31 @@ def _describe(value: object) -> str:
     return inspect.getsource(value) if inspect.isfunction(value) else repr(value)
 
 
-def build_model(recipe: Recipe) -> nn.Module:
+def build_model(recipe: Recipe | Combination) -> nn.Module:
     """An untrained network of the shape fit returns for recipe (an Ensemble if it has members)."""
+    if isinstance(recipe, Combination):
+        return Combined(recipe, [build_model(part) for part in recipe.parts])
     if recipe.members == 1:
         return recipe.build()
     return Ensemble([recipe.build() for _ in range(recipe.members)])
 
 
-def model_header(recipe: Recipe) -> dict:
+def model_header(recipe: Recipe | Combination) -> dict:
     """What a model file records to be reused: the file format, the recipe's fingerprint, and the code it
     was checked against (reader.source_digest: a later run with the same code skips the check, and torch)."""
     return {"format": reader.FORMAT, "fingerprint": recipe_fingerprint(recipe), "source": reader.source_digest()}
 
 
-def check_layout(model: reader.Model, recipe: Recipe) -> None:
+def check_layout(model: reader.Model, recipe: Recipe | Combination) -> None:
     """ValueError unless the model has the layer kinds and array shapes of recipe's network."""
     def layout(m: reader.Model) -> list:
-        return [[(kind, [a.shape for a in arrays]) for kind, arrays in layers] for layers in m.members]
+        return [m.weights, [(n.features, n.cmvn, [[(kind, [a.shape for a in arrays]) for kind, arrays in layers]
+                                                 for layers in n.members]) for n in m.networks]]
     if layout(model) != layout(export(build_model(recipe), recipe)):
         raise ValueError("its layers or their shapes are not those of the recipe's network")
 
 
-def load_model(file: Path, recipe: Recipe) -> reader.Model | None:
+def load_model(file: Path, recipe: Recipe | Combination) -> reader.Model | None:
     """The saved model if `file` holds one of `recipe`'s network; None (with a message) if not. A model
     checked against other code gets this code's header (so the next run reads it without torch)."""
     if not file.exists():
@@ -312,7 +423,7 @@ def load_model(file: Path, recipe: Recipe) -> reader.Model | None:
     return None
 
 
-def save_model(net: nn.Module, recipe: Recipe, file: Path) -> None:
+def save_model(net: nn.Module, recipe: Recipe | Combination, file: Path) -> None:
     """Write the trained network (exported to numpy) and its header (model_header) to `file` atomically;
     ValueError if it is not recipe's network."""
     model = export(net, recipe)
@@ -320,12 +431,12 @@ def save_model(net: nn.Module, recipe: Recipe, file: Path) -> None:
     _save(model, recipe, file)
 
 
-def _save(model: reader.Model, recipe: Recipe, file: Path) -> None:
+def _save(model: reader.Model, recipe: Recipe | Combination, file: Path) -> None:
     """reader.save_model with recipe's header."""
     reader.save_model(model, model_header(recipe), file)
 
 
-def train_model(recipe: Recipe, data_dir: Path, models_dir: Path) -> nn.Module:
+def train_model(recipe: Recipe | Combination, data_dir: Path, models_dir: Path) -> nn.Module:
     """fit of `recipe` on all FSDD recordings (downloaded into data_dir if missing); the features of the
     recordings and their copies are cached in models_dir (training_features)."""
     files = audio.list_recordings(helpers.download_fsdd(data_dir))
@@ -336,7 +447,7 @@ def train_model(recipe: Recipe, data_dir: Path, models_dir: Path) -> nn.Module:
     return fit(recipe, x, y, seed=0, progress=True)
 
 
-def recognizer(models_dir: Path, data_dir: Path, recipe: Recipe, retrain: bool = False) -> reader.Model:
+def recognizer(models_dir: Path, data_dir: Path, recipe: Recipe | Combination, retrain: bool = False) -> reader.Model:
     """The model of `recipe` (reader.Model): loaded from models_dir, else trained and saved there."""
     file = models_dir / reader.MODEL_FILE
     model = None if retrain else load_model(file, recipe)

@@ -25,7 +25,7 @@ import helpers
 import reader
 import recognizer
 from atomic import write_atomically
-from recognizer import Recipe
+from recognizer import Combination, Recipe, conv_bn_relu, gap_head
 
 RESULTS_FILE = Path(__file__).parent / "results" / "speaker_independent.json"
 RECORDINGS_FILE = RESULTS_FILE.parent / "recordings.json"  # tools/recordings.py: sequences, long recordings
@@ -78,11 +78,6 @@ def official_split(indices: list[int], takes: int = 5) -> tuple[torch.Tensor, to
     return torch.nonzero(indices >= takes).squeeze(1), torch.nonzero(indices < takes).squeeze(1)
 
 
-def conv_bn_relu(in_channels: int, out_channels: int, kernel_size: int = 3, **options) -> list[nn.Module]:
-    """Convolution, batch norm and ReLU: the building block of the networks below."""
-    return [nn.Conv1d(in_channels, out_channels, kernel_size, **options), nn.BatchNorm1d(out_channels), nn.ReLU()]
-
-
 def build_net_waveform(channels: int = 64) -> nn.Sequential:
     """M5 (Dai et al. 2017) for 1 x 6000 raw samples: a wide strided convolution (80 samples = 10 ms,
     stride 4), then 3-tap convolutions with max pooling, global average pooling and a linear layer."""
@@ -108,21 +103,6 @@ class LogEnergy(nn.Module):
         return torch.log(x + 1e-4)
 
 
-def gap_head(in_channels: int, channels: int = 32) -> list[nn.Module]:
-    """Five 3-tap conv blocks over frames (two max pools), global average pooling, a linear layer."""
-    return [*conv_bn_relu(in_channels, channels, padding=1), *conv_bn_relu(channels, channels, padding=1),
-            nn.MaxPool1d(2),
-            *conv_bn_relu(channels, 2 * channels, padding=1), *conv_bn_relu(2 * channels, 2 * channels, padding=1),
-            nn.MaxPool1d(2),
-            *conv_bn_relu(2 * channels, 4 * channels, padding=1),
-            nn.AdaptiveAvgPool1d(1), nn.Flatten(), nn.Linear(4 * channels, 10)]
-
-
-def build_net_mfcc_gap(channels: int = 32) -> nn.Sequential:
-    """For 13 x 74 MFCCs: gap_head, which is blind to where in time the digit is spoken."""
-    return nn.Sequential(*gap_head(13, channels))
-
-
 def build_net_filterbank(filters: int = 40, channels: int = 32) -> nn.Sequential:
     """For 1 x 6000 raw samples: a learned filterbank (101-tap convolution, squared, averaged over
     10 ms frames, log, normalized per utterance like CMVN), then gap_head over the 75 frames."""
@@ -134,7 +114,7 @@ def build_net_filterbank(filters: int = 40, channels: int = 32) -> nn.Sequential
 # -----------------------------------------------------------------------------
 # Evaluation of a recipe
 
-def fit_predict(recipe: Recipe, x: torch.Tensor, y: torch.Tensor, train_idx: torch.Tensor,
+def fit_predict(recipe: Recipe | Combination, x: torch.Tensor, y: torch.Tensor, train_idx: torch.Tensor,
                 test_idx: torch.Tensor, seed: int = 0) -> torch.Tensor:
     """Train recipe's network on x[train_idx] from seed `seed`; its predicted digits for x[test_idx]
     (recordings only, without their copies)."""
@@ -161,7 +141,7 @@ def random_split_indices(n: int, train_count: int, seed: int) -> tuple[torch.Ten
     return torch.tensor(train.indices), torch.tensor(test.indices)
 
 
-def evaluate_recipe(recipe: Recipe, x: torch.Tensor, y: torch.Tensor, speakers: list[str], indices: list[int],
+def evaluate_recipe(recipe: Recipe | Combination, x: torch.Tensor, y: torch.Tensor, speakers: list[str], indices: list[int],
                     split_seed: int, seeds: tuple[int, ...] = (0, 1, 2)) -> dict:
     """Leave-one-speaker-out accuracies (and pooled confusion matrix), the official-split accuracy and
     the random 2/3-split accuracies (one split, one training run per seed) of one recipe."""
@@ -180,8 +160,7 @@ def evaluate_recipe(recipe: Recipe, x: torch.Tensor, y: torch.Tensor, speakers: 
             "confusion": counts.tolist(), "seconds": round(time.perf_counter() - start)}
 
 
-MFCC_CMVN = Recipe("build_net_mfcc_gap, per-utterance CMVN, delay <= 10 frames, SpecAugment masks", "mfcc",
-                   build_net_mfcc_gap, epochs=30, lr=1e-3, cmvn=True, max_delay=10, masks=(2, 9))
+MFCC_CMVN = recognizer.MFCC
 WAVEFORM = Recipe("build_net_waveform (M5, 64 channels), delay <= 1500 samples, speed 0.85-1.15, noise 10-40 dB",
                   "waveform", build_net_waveform, epochs=30, lr=3e-3, max_delay=1500, speed=0.15, snr_db=(10, 40))
 
@@ -192,10 +171,11 @@ RECIPES = {  # evaluated in full (evaluate_recipe)
     "waveform": WAVEFORM,
     "filterbank": replace(WAVEFORM, about="build_net_filterbank (learned log filterbank), augmented as waveform",
                           build=build_net_filterbank, epochs=25),
-    "embedding": recognizer.RECIPE,
+    "embedding": recognizer.EMBEDDING,
+    "embedding+mfcc": recognizer.RECIPE,
 }
 
-RECOGNIZER = "embedding"  # recognizer.RECIPE, the recipe tools/recognize.py trains on all 3,000 recordings
+RECOGNIZER = "embedding+mfcc"  # recognizer.RECIPE, the recipe tools/recognize.py trains on all 3,000 recordings
 
 
 # -----------------------------------------------------------------------------
@@ -302,6 +282,33 @@ def update_screening(data_dir: str | os.PathLike, name: str, speakers: list[str]
             entry["loso"][speaker] = round(accuracy_of(fit_predict(recipe, x, y, train_idx, test_idx), y[test_idx]), 4)
             print(f"{name}, {speaker} held out: {entry['loso'][speaker]:.3f}", flush=True)
     entry["seconds per fold"] = round((time.perf_counter() - start) / len(speakers))
+    write_results(results, file)
+    return results
+
+
+WEIGHTS = (0.0, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 1.0, 1.5)  # the MFCC network's weights screened
+
+
+def update_weight_screening(data_dir: str | os.PathLike, file: Path = RESULTS_FILE) -> dict:
+    """recognizer.RECIPE left one speaker out at every MFCC weight in WEIGHTS (each fold's two networks trained
+    once, as fit_predict does), and the selection bias of choosing it: each held-out speaker scored at the
+    weight that is best on the other five folds. Merged into `file` under screening/'embedding+mfcc weight'."""
+    recipe, data, results = recognizer.RECIPE, load_fsdd(data_dir), read_results(file)
+    x, y, start, accuracy = recognizer.training_features(recipe, data["recordings"]), data["y"], time.perf_counter(), {}
+    for speaker, train_idx, test_idx in speaker_folds(data["speakers"]):
+        net = recognizer.fit(recipe, x[train_idx], y[train_idx])
+        embedding, mfcc = (helpers.predict_proba(part, recognizer.part_input(recipe, k, x[test_idx, 0]), bf16=False).log()
+                           for k, part in enumerate(net.nets))
+        for w in WEIGHTS:
+            accuracy[w, speaker] = accuracy_of((embedding + w * mfcc).argmax(1), y[test_idx])
+    speakers = sorted(set(data["speakers"]))
+    chosen = {s: max(WEIGHTS, key=lambda w: np.mean([accuracy[w, o] for o in speakers if o != s])) for s in speakers}
+    results.setdefault("screening", {})["embedding+mfcc weight"] = {
+        "about": "embedding+mfcc, each held-out speaker at the MFCC weight best on the other five folds",
+        "loso": {s: round(accuracy[chosen[s], s], 4) for s in speakers}, "weight chosen": chosen,
+        "loso_mean": round(np.mean([accuracy[chosen[s], s] for s in speakers]), 4),
+        "loso_mean by weight": {str(w): round(np.mean([accuracy[w, s] for s in speakers]), 4) for w in WEIGHTS},
+        "seconds": round(time.perf_counter() - start)}
     write_results(results, file)
     return results
 

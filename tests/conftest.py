@@ -20,6 +20,17 @@ nb = SimpleNamespace(**notebook_definitions())
 SHARED_ARCHIVE = ROOT.parent / "shared" / "fsdd" / f"free-spoken-digit-dataset-{helpers.FSDD_VERSION}.tar.gz"
 
 
+def shrunk(recipe, **sizes):
+    """recipe (a recognizer.Recipe, or a Combination's every part) with its sizes (epochs, members, copies) at
+    most `sizes`: tests train it in seconds; a part is never made larger than it is."""
+    import dataclasses
+
+    import recognizer
+    if isinstance(recipe, recognizer.Combination):
+        return dataclasses.replace(recipe, parts=tuple(shrunk(part, **sizes) for part in recipe.parts))
+    return dataclasses.replace(recipe, **{name: min(getattr(recipe, name), size) for name, size in sizes.items()})
+
+
 @pytest.fixture(scope="session")
 def fsdd_archive() -> Path:
     """Path to the real FSDD archive (FSDD_SOURCE or ../shared/fsdd/); skipped outside CI if absent."""
@@ -47,7 +58,7 @@ def held_out_model(recordings: Path):
     import torch
 
     import recognizer
-    recipe = dataclasses.replace(recognizer.RECIPE, copies=0, epochs=10, members=1)
+    recipe = shrunk(recognizer.RECIPE, copies=0, epochs=10, members=1)
     files = [f for f in sorted(recordings.glob("*.wav"))
              if helpers.parse_file_name(f)[1] != "theo" and helpers.parse_file_name(f)[2] < 10]
     x = recognizer.recording_features(recipe, [helpers.read_wav(f) for f in files])

@@ -27,7 +27,7 @@ import helpers
 import reader
 import recognizer
 import study
-from conftest import ROOT
+from conftest import ROOT, shrunk
 
 spec = importlib.util.spec_from_file_location("recognize", ROOT / "tools" / "recognize.py")
 recognize = importlib.util.module_from_spec(spec)
@@ -120,7 +120,7 @@ def test_ensemble_recipe_saves_and_loads(tmp_path, capsys, fit_calls, data_dir, 
     second = run(capsys, user_folder, "--data", data_dir, "--models", models)
     assert first[0] == second[0] == 0 and len(fit_calls) == 1 and second[2] == ""
     assert first[1] == second[1] and len(first[1]) == 3
-    assert len(reader.load_model(models / "recognizer.npz")[0].members) == 2
+    assert len(reader.load_model(models / "recognizer.npz")[0].networks[0].members) == 2
 
 
 def test_files_and_folders_mixed_in_order(tmp_path, capsys, fit_calls, data_dir, user_folder):
@@ -131,9 +131,10 @@ def test_files_and_folders_mixed_in_order(tmp_path, capsys, fit_calls, data_dir,
 
 
 def test_real_recipe_trains_saves_loads_and_reads(tmp_path, capsys, data_dir, user_folder):
-    """The recognizer's recipe with nothing replaced, only smaller (fields of the recipe): the embedding front
-    end with perturbed copies, an ensemble fitted through helpers.train, saved, loaded, read."""
-    recipe = dataclasses.replace(recognizer.RECIPE, epochs=2, members=2, copies=1)
+    """The recognizer's recipe with nothing replaced, only smaller (fields of its parts): the embedding front
+    end with perturbed copies, an ensemble, and the MFCC network, fitted through helpers.train, saved, loaded,
+    read."""
+    recipe = shrunk(recognizer.RECIPE, epochs=2, members=2, copies=1)
     models = tmp_path / "models"
     model = recognizer.recognizer(models, data_dir, recipe)
     assert "Training the recognizer on 20 FSDD recordings" in capsys.readouterr().err
@@ -202,16 +203,33 @@ def test_exported_model_reads_as_the_torch_network():
     """reader.Model's numpy layers give the probabilities helpers.predict_proba gives for the trained network
     (an ensemble of the recipe's head, with batch-norm statistics that are not the defaults)."""
     torch.manual_seed(0)
-    net = recognizer.build_model(dataclasses.replace(recognizer.RECIPE, members=3))
+    net = recognizer.build_model(dataclasses.replace(recognizer.EMBEDDING, members=3))
     for member in net.members:
         member[0].running_mean.normal_()
         member[0].running_var.uniform_(0.5, 2)
         member[0].weight.data.normal_()
     net.eval()
     x = torch.randn(50, 288)
-    numpy = recognizer.export(net, recognizer.RECIPE).probabilities(x.numpy())
+    numpy = recognizer.export(net, recognizer.EMBEDDING).networks[0].probabilities(x.numpy())
     np.testing.assert_allclose(numpy, helpers.predict_proba(net, x, bf16=False).numpy(), atol=1e-6)
     assert (numpy.argmax(1) == helpers.predict_proba(net, x, bf16=False).argmax(1).numpy()).all()
+
+
+def test_exported_combination_reads_as_the_torch_networks(recordings):
+    """The recognizer's Combination (the embedding head and the convolutional MFCC network, log-probabilities
+    weighted) read from waveforms by reader.Model gives what torch gives for the concatenated input."""
+    torch.manual_seed(0)
+    net = recognizer.build_model(recognizer.RECIPE)
+    for layer in net.modules():
+        if isinstance(layer, nn.BatchNorm1d):  # statistics that are not the defaults
+            layer.running_mean.normal_()
+            layer.running_var.uniform_(0.5, 2)
+    net.eval()
+    waveforms = [helpers.read_wav(f) for f in sorted(recordings.glob("*_lucas_1.wav"))]
+    numpy = recognizer.export(net, recognizer.RECIPE).probabilities(waveforms)
+    torch_p = helpers.predict_proba(net, recognizer.recording_features(recognizer.RECIPE, waveforms), bf16=False)
+    np.testing.assert_allclose(numpy, torch_p.numpy(), atol=1e-5)
+    assert numpy.shape == (10, 10) and not np.allclose(numpy, numpy[:1])
 
 
 def test_a_network_reader_cannot_run_is_refused_by_name():
@@ -224,7 +242,7 @@ def test_fingerprint_follows_the_recipe_definition(fit_calls):
     fingerprints = {recognizer.recipe_fingerprint(r) for r in [
         tiny, recognizer.Recipe("tiny test network", "mfcc", build_tiny_net, epochs=1, lr=1e-2, cmvn=True)]}
     assert len(fingerprints) == 1  # equal definitions, equal fingerprints
-    for changed in [dict(epochs=2), dict(lr=1e-3), dict(masks=(2, 9)), dict(build=study.build_net_mfcc_gap)]:
+    for changed in [dict(epochs=2), dict(lr=1e-3), dict(masks=(2, 9)), dict(build=recognizer.build_net_mfcc_gap)]:
         assert recognizer.recipe_fingerprint(dataclasses.replace(tiny, **changed)) not in fingerprints, changed
 
 

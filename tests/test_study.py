@@ -62,7 +62,7 @@ HEAD = conv(32, 32, 3) + conv(32, 64, 3) + conv(64, 64, 3) + conv(64, 128, 3) + 
 @pytest.mark.parametrize("build, shape, params", [
     (study.build_net_waveform, (1, 6000), conv(1, 64, 80) + conv(64, 64, 3) + conv(64, 128, 3) + conv(128, 128, 3) + 1290),
     (study.build_net_filterbank, (1, 6000), 40 * 101 + conv(40, 32, 3) + HEAD),  # filters: no bias
-    (study.build_net_mfcc_gap, (13, 74), conv(13, 32, 3) + HEAD),
+    (recognizer.build_net_mfcc_gap, (13, 74), conv(13, 32, 3) + HEAD),
     (recognizer.build_net_embedding_head, (288,), 2 * 288 + 288 * 256 + 256 + 256 * 10 + 10),  # batch norm, 2 linear
 ])
 def test_networks_map_inputs_to_ten_logits(build, shape, params):
@@ -125,7 +125,7 @@ def test_fit_learns_a_tiny_set_and_predict_proba_gives_probabilities():
     torch.manual_seed(0)
     x, y = torch.randn(40, 13, 74), torch.arange(40) % 10
     x[torch.arange(40), y] += 3  # digit d: coefficient d is high
-    recipe = recognizer.Recipe("test", "mfcc", study.build_net_mfcc_gap, epochs=8, lr=1e-2, batch_size=8,
+    recipe = recognizer.Recipe("test", "mfcc", recognizer.build_net_mfcc_gap, epochs=8, lr=1e-2, batch_size=8,
                           masks=(2, 5), members=2)
     net = recognizer.fit(recipe, x, y, seed=3)
     assert isinstance(net, recognizer.Ensemble) and len(net.members) == 2 and not net.training
@@ -136,7 +136,7 @@ def test_fit_learns_a_tiny_set_and_predict_proba_gives_probabilities():
 
 def test_fit_is_reproducible_from_its_seed():
     x, y = torch.randn(20, 13, 74), torch.arange(20) % 10
-    recipe = recognizer.Recipe("test", "mfcc", study.build_net_mfcc_gap, epochs=1, lr=1e-3, batch_size=10)
+    recipe = recognizer.Recipe("test", "mfcc", recognizer.build_net_mfcc_gap, epochs=1, lr=1e-3, batch_size=10)
     first, second = (helpers.predict_proba(recognizer.fit(recipe, x, y, seed=1), x, bf16=False) for _ in range(2))
     assert torch.equal(first, second)  # exact: the same process, CPU and thread count
 
@@ -146,7 +146,11 @@ def test_recording_features_give_every_recipe_its_input_shape():
     shapes = {"waveform": (2, 1, reader.SIZE), "mfcc": (2, 13, 74), "embedding": (2, 288)}
     for recipe in study.RECIPES.values():
         x = recognizer.recording_features(recipe, waveforms)
-        assert x.shape == shapes[recipe.features] and x.dtype == torch.float32
+        if isinstance(recipe, recognizer.Combination):  # its parts' inputs, flattened and concatenated
+            parts = [recognizer.recording_features(part, waveforms).flatten(1) for part in recipe.parts]
+            assert torch.equal(x, torch.cat(parts, 1)) and x.shape == (2, 288 + 13 * 74)
+        else:
+            assert x.shape == shapes[recipe.features] and x.dtype == torch.float32
     assert study.RECOGNIZER in study.RECIPES
 
 
@@ -175,6 +179,18 @@ def test_results_file_describes_every_screened_recipe():
     assert len(screening) >= 8  # the recipes screened before the code of the unpromising ones was removed
     for entry in screening.values():
         assert entry["about"] and entry["loso"] and set(entry["loso"]) <= set(SPEAKERS)
+
+
+def test_recognizer_weight_is_the_screened_best_and_its_selection_bias_is_stored():
+    """recognizer.MFCC_WEIGHT is the best of the screened weights, whose LOSO at that weight is the recipe's
+    own (the same folds and seeds); the entry also holds each speaker's score at the weight chosen without him."""
+    results = json.loads(study.RESULTS_FILE.read_text())
+    entry = results["screening"]["embedding+mfcc weight"]
+    by_weight = {float(w): acc for w, acc in entry["loso_mean by weight"].items()}
+    assert set(by_weight) == set(study.WEIGHTS) and by_weight[0.0] == results["recipes"]["embedding"]["loso_mean"]
+    assert max(by_weight, key=by_weight.get) == recognizer.MFCC_WEIGHT == recognizer.RECIPE.weights[1]
+    assert by_weight[recognizer.MFCC_WEIGHT] == results["recipes"][study.RECOGNIZER]["loso_mean"]
+    assert list(entry["loso"]) == SPEAKERS and set(entry["weight chosen"].values()) <= set(study.WEIGHTS)
 
 
 def test_results_file_holds_the_pocketsphinx_baseline():
@@ -279,7 +295,7 @@ def test_one_digit_in_a_long_noisy_recording_is_one_segment(recordings):
 
 def test_training_features_hold_every_copy_and_are_cached(tmp_path, monkeypatch):
     waveforms = [0.1 * np.random.default_rng(i).standard_normal(3000 + 500 * i).astype(np.float32) for i in range(3)]
-    recipe = recognizer.Recipe("test", "mfcc", study.build_net_mfcc_gap, epochs=1, lr=1e-3, copies=2)
+    recipe = recognizer.Recipe("test", "mfcc", recognizer.build_net_mfcc_gap, epochs=1, lr=1e-3, copies=2)
     x = recognizer.training_features(recipe, waveforms, tmp_path)
     assert x.shape == (3, 3, 13, 74) and torch.equal(x[:, 0], recognizer.recording_features(recipe, waveforms))
     assert not torch.equal(x[:, 1], x[:, 0]) and not torch.equal(x[:, 1], x[:, 2])

@@ -17,10 +17,12 @@ skipped; pauses under 0.2 s do not split a digit) and each part is read as one d
 probability is the product of the digits' own probabilities (the highest of each part's ten), the
 model's probability of the whole sequence if the parts are right and independent.
 
-The model is recognizer.RECIPE trained on all 3,000 FSDD recordings. The first run downloads FSDD
-into --data (set FSDD_SOURCE to a local archive to skip the download) and trains it, which takes
-minutes (the embeddings of the recordings and their perturbed copies, on every core, kept in
---models for later trainings, then the network), and saves it as --models/recognizer.npz, numpy
+The model is recognizer.RECIPE trained on all 3,000 FSDD recordings: a small network on Google's
+pretrained speech embedding and a convolutional network on MFCCs, their log-probabilities summed
+(the MFCC network's at half weight). The first run downloads FSDD into --data (set FSDD_SOURCE to a
+local archive to skip the download) and trains it, which takes minutes (the embeddings of the
+recordings and their perturbed copies, on every core, kept in --models for later trainings, then the
+networks), and saves it as --models/recognizer.npz, numpy
 arrays that later runs read without torch, in a second or two. A model file that is unreadable, or
 was trained with another recipe, recipe definition, front end or file format, is retrained with a
 message; so is any with --retrain.

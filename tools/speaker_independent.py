@@ -4,6 +4,7 @@
     python tools/speaker_independent.py waveform     # only the named recipes; the others are kept
     python tools/speaker_independent.py --baseline   # the pocketsphinx baseline (requirements-study.txt)
     python tools/speaker_independent.py --screen nicolas,george,jackson mfcc_cmvn   # a few folds only
+    python tools/speaker_independent.py --weight     # the recognizer's MFCC weight: screened, selection bias
 
 Each recipe is trained 6 times leave-one-speaker-out, once on FSDD's official split and 3 times
 (seeds 0, 1, 2) on the notebook's random 2/3 split. The baseline needs no training: it is scored on
@@ -34,6 +35,9 @@ def main(args: list[str]) -> None:
     if args[:1] == ["--baseline"]:
         results = study.update_baseline(helpers.download_fsdd())
         print(f"pocketsphinx: mean {results['baselines']['pocketsphinx']['loso_mean']:.3f}")
+    elif args[:1] == ["--weight"]:
+        entry = study.update_weight_screening(helpers.download_fsdd())["screening"]["embedding+mfcc weight"]
+        print(f"mean by weight {entry['loso_mean by weight']}; chosen without the speaker: {entry['loso_mean']:.4f}")
     elif args[:1] == ["--screen"]:
         for name in args[2:]:
             study.update_screening(helpers.download_fsdd(), name, args[1].split(","))

@@ -160,13 +160,12 @@ def evaluate_recipe(recipe: Recipe | Combination, x: torch.Tensor, y: torch.Tens
             "confusion": counts.tolist(), "seconds": round(time.perf_counter() - start)}
 
 
-MFCC_CMVN = recognizer.MFCC
 WAVEFORM = Recipe("build_net_waveform (M5, 64 channels), delay <= 1500 samples, speed 0.85-1.15, noise 10-40 dB",
                   "waveform", build_net_waveform, epochs=30, lr=3e-3, max_delay=1500, speed=0.15, snr_db=(10, 40))
 
 RECIPES = {  # evaluated in full (evaluate_recipe)
-    "mfcc_cmvn": MFCC_CMVN,
-    "mfcc_cmvn_x3": replace(MFCC_CMVN, about="mfcc_cmvn, an ensemble of 3 networks (seeds), probabilities averaged",
+    "mfcc_cmvn": recognizer.MFCC,
+    "mfcc_cmvn_x3": replace(recognizer.MFCC, about="mfcc_cmvn, an ensemble of 3 networks (seeds), probabilities averaged",
                             members=3),
     "waveform": WAVEFORM,
     "filterbank": replace(WAVEFORM, about="build_net_filterbank (learned log filterbank), augmented as waveform",

@@ -53,8 +53,6 @@ def recordings(fsdd_archive: Path, tmp_path_factory: pytest.TempPathFactory) -> 
 def held_out_model(recordings: Path):
     """(recipe, network, held-out speaker): recognizer.RECIPE without copies, a few epochs on takes
     0-9 of five speakers (500 recordings; seconds), theo held out."""
-    import dataclasses
-
     import torch
 
     import recognizer

@@ -646,6 +646,15 @@ def train_epoch(net, train_iter, loss, optimizer, scheduler, device, bf16, timin
         timing["steps"] += time.perf_counter() - tick
 
 
+def network_kind(net: nn.Module) -> str:
+    """What a plot calls a network by its layers: 'CNN' or 'MLP', with dropout and/or batch norm."""
+    layers = [type(m) for m in net.modules()]
+    extras = [name for name, kinds in (("dropout", (nn.Dropout,)), ("batch norm", (nn.BatchNorm1d, nn.BatchNorm2d)))
+              if any(issubclass(k, kinds) for k in layers)]
+    kind = "CNN" if any(issubclass(k, (nn.Conv1d, nn.Conv2d)) for k in layers) else "MLP"
+    return f"{kind} with {' and '.join(extras)}" if extras else kind
+
+
 def train(net: nn.Module, train_iter, test_iter, num_epochs: int, lr: float,
           device: torch.device = DEFAULT_DEVICE, *, optimizer: str = "sgd", schedule: str | None = None,
           weight_decay: float = 0.0, bf16: bool | None = None, animate: bool = True,
@@ -659,7 +668,7 @@ def train(net: nn.Module, train_iter, test_iter, num_epochs: int, lr: float,
     the net and where the seconds went.
     """
     start = time.perf_counter()
-    title = title or f"{optimizer.replace('sgd', 'SGD').replace('adamw', 'AdamW')}, lr {lr:g}"
+    title = title or f"{network_kind(net)}: {optimizer.replace('sgd', 'SGD').replace('adamw', 'AdamW')}, lr {lr:g}"
     if animate:
         print('training on', device)
     speed_up(net.to(device), device)
@@ -695,9 +704,10 @@ def test_noise(accuracy: float, test_size: int) -> float:
     return 2 * math.sqrt(accuracy * (1 - accuracy) / test_size)
 
 
-def difference_noise(accuracy: float, test_size: int) -> float:
-    """The noise of a difference of two such accuracies (independent runs): sqrt(2) times test_noise."""
-    return math.sqrt(2) * test_noise(accuracy, test_size)
+def difference_noise(accuracy: float, other: float, test_size: int) -> float:
+    """The noise of the difference of two such accuracies (independent runs): two standard errors of it,
+    sqrt(test_noise(accuracy)^2 + test_noise(other)^2)."""
+    return math.hypot(test_noise(accuracy, test_size), test_noise(other, test_size))
 
 
 def trend_change(result: TrainResult) -> float:

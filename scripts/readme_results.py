@@ -1,4 +1,4 @@
-"""Copy the results table of the executed notebook (every training run, from 3.6(f) to 3.9) into README.md.
+"""Copy the runs of the executed notebook (every training run, from 3.6(f) to 3.9) into README.md, as one table.
 
     .venv/bin/python scripts/readme_results.py          # after ./export_pdf.sh; rewrites the marked block
 
@@ -20,12 +20,13 @@ BEGIN, END = "<!-- results: scripts/readme_results.py -->", "<!-- /results -->"
 
 
 def notebook_results(notebook: Path = ROOT / "assignment3.ipynb") -> str:
-    """The table of every run that the notebook shows at the end of 3.9."""
-    for cell in reversed(nbformat.read(notebook, as_version=4).cells):
-        tables = [o.data["text/markdown"] for o in cell.get("outputs", []) if "text/markdown" in o.get("data", {})]
-        if tables and "Every run of this notebook" in tables[-1]:
-            return tables[-1][tables[-1].index("| run"):].strip()
-    raise SystemExit(f"{notebook} has no executed results table: run ./export_pdf.sh first")
+    """One table of every run: the rows of the run tables the executed notebook shows (3.6 to 3.9), in order."""
+    tables = [o.data["text/markdown"].strip() for cell in nbformat.read(notebook, as_version=4).cells
+              for o in cell.get("outputs", []) if o.get("data", {}).get("text/markdown", "").startswith("| run |")]
+    if not tables:
+        raise SystemExit(f"{notebook} has no executed run tables: run ./export_pdf.sh first")
+    header = tables[0].splitlines()[:2]
+    return "\n".join(header + [row for table in tables for row in table.splitlines()[2:]])
 
 
 def readme_results(readme: Path = ROOT / "README.md") -> str:

@@ -260,6 +260,12 @@ def test_test_noise_is_two_standard_errors():
     assert helpers.test_noise(1.0, 1000) == 0.0
 
 
+def test_the_noise_of_a_difference_adds_both_runs_noise():
+    assert helpers.difference_noise(0.5, 0.5, 1000) == pytest.approx(2 ** 0.5 * helpers.test_noise(0.5, 1000))
+    assert helpers.difference_noise(0.924, 0.961, 1000) == pytest.approx(0.0208, abs=1e-4)  # 3.8(g): 2.1 points
+    assert helpers.difference_noise(1.0, 1.0, 1000) == 0.0
+
+
 def test_converged_verdicts():
     def result(test_accs, train_acc=0.9):
         return helpers.TrainResult(0.5, train_acc, test_accs[-1], 1.0, 0.01,
@@ -365,3 +371,12 @@ def test_a_shorter_sgd_run_is_the_start_of_a_longer_one():
     assert shorter.history == runs[9].history
     assert shorter.test_acc == runs[9].test_acc
     assert helpers.converged(shorter, test_size=64) == helpers.converged(runs[9], test_size=64)
+
+
+def test_a_training_plot_names_the_network_by_its_layers():
+    conv, linear = nn.Conv1d(1, 4, 5), nn.Linear(4, 10)
+    assert helpers.network_kind(nn.Sequential(conv, nn.ReLU(), nn.Flatten(), linear)) == "CNN"
+    assert helpers.network_kind(nn.Sequential(conv, nn.Dropout(0.5), linear)) == "CNN with dropout"
+    assert helpers.network_kind(nn.Sequential(linear, nn.BatchNorm1d(10))) == "MLP with batch norm"
+    assert helpers.network_kind(nn.Sequential(conv, nn.BatchNorm1d(4), nn.Dropout(), linear)) == \
+        "CNN with dropout and batch norm"

@@ -288,18 +288,20 @@ def update_screening(data_dir: str | os.PathLike, name: str, speakers: list[str]
 WEIGHTS = (0.0, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 1.0, 1.5)  # the MFCC network's weights screened
 
 
-def update_weight_screening(data_dir: str | os.PathLike, file: Path = RESULTS_FILE) -> dict:
-    """recognizer.RECIPE left one speaker out at every MFCC weight in WEIGHTS (each fold's two networks trained
-    once, as fit_predict does), and the selection bias of choosing it: each held-out speaker scored at the
+def update_weight_screening(data_dir: str | os.PathLike, file: Path = RESULTS_FILE,
+                            recipe: recognizer.Combination = recognizer.RECIPE) -> dict:
+    """recipe (the recognizer's) left one speaker out at every MFCC weight in WEIGHTS (each fold's two networks
+    trained once, as fit_predict does), and the selection bias of choosing it: each held-out speaker scored at the
     weight that is best on the other five folds. Merged into `file` under screening/'embedding+mfcc weight'."""
-    recipe, data, results = recognizer.RECIPE, load_fsdd(data_dir), read_results(file)
+    data, results = load_fsdd(data_dir), read_results(file)
     x, y, start, accuracy = recognizer.training_features(recipe, data["recordings"]), data["y"], time.perf_counter(), {}
     for speaker, train_idx, test_idx in speaker_folds(data["speakers"]):
-        net = recognizer.fit(recipe, x[train_idx], y[train_idx])
-        embedding, mfcc = (helpers.predict_proba(part, recognizer.part_input(recipe, k, x[test_idx, 0]), bf16=False).log()
-                           for k, part in enumerate(net.nets))
-        for w in WEIGHTS:
-            accuracy[w, speaker] = accuracy_of((embedding + w * mfcc).argmax(1), y[test_idx])
+        nets = recognizer.fit(recipe, x[train_idx], y[train_idx]).nets
+        x_test = x[test_idx, 0] if recipe.copies else x[test_idx]  # the recordings, not their copies
+        for w in WEIGHTS:  # the same two networks, combined at weight w
+            weighted = recognizer.Combined(replace(recipe, weights=(1.0, w)), list(nets)).eval()
+            accuracy[w, speaker] = accuracy_of(helpers.predict_proba(weighted, x_test, bf16=False).argmax(1),
+                                               y[test_idx])
     speakers = sorted(set(data["speakers"]))
     chosen = {s: max(WEIGHTS, key=lambda w: np.mean([accuracy[w, o] for o in speakers if o != s])) for s in speakers}
     results.setdefault("screening", {})["embedding+mfcc weight"] = {

@@ -12,6 +12,7 @@ import helpers
 import reader
 import recognizer
 import study
+from conftest import shrunk
 
 SPEAKERS = ["george", "jackson", "lucas", "nicolas", "theo", "yweweler"]
 
@@ -191,6 +192,28 @@ def test_recognizer_weight_is_the_screened_best_and_its_selection_bias_is_stored
     assert max(by_weight, key=by_weight.get) == recognizer.MFCC_WEIGHT == recognizer.RECIPE.weights[1]
     assert by_weight[recognizer.MFCC_WEIGHT] == results["recipes"][study.RECOGNIZER]["loso_mean"]
     assert list(entry["loso"]) == SPEAKERS and set(entry["weight chosen"].values()) <= set(study.WEIGHTS)
+
+
+def test_weight_screening_combines_the_same_two_networks_at_every_weight(recordings, tmp_path):
+    """tools/speaker_independent.py --weight on 300 recordings (takes 0-4) with a shrunk recipe: every weight and
+    speaker scored, and at weight 0 each fold scores what its embedding network alone does."""
+    data_dir = tmp_path / "recordings"
+    data_dir.mkdir()
+    for f in sorted(recordings.glob("*.wav")):
+        if helpers.parse_file_name(f)[2] < 5:
+            (data_dir / f.name).symlink_to(f)
+    recipe = shrunk(recognizer.RECIPE, copies=0, epochs=3, members=1)
+    entry = study.update_weight_screening(data_dir, tmp_path / "results.json", recipe)["screening"][
+        "embedding+mfcc weight"]
+    assert set(map(float, entry["loso_mean by weight"])) == set(study.WEIGHTS) and list(entry["loso"]) == SPEAKERS
+    assert set(entry["weight chosen"].values()) <= set(study.WEIGHTS)
+    data = study.load_fsdd(data_dir)
+    x = recognizer.training_features(recipe, data["recordings"], cache_dir=None)
+    alone = [study.accuracy_of(helpers.predict_proba(recognizer.fit(recipe, x[train], data["y"][train]).nets[0],
+                                                     recognizer.part_input(recipe, 0, x[test]), bf16=False).argmax(1),
+                               data["y"][test])
+             for _, train, test in study.speaker_folds(data["speakers"])]
+    assert entry["loso_mean by weight"]["0.0"] == round(float(np.mean(alone)), 4)
 
 
 def test_results_file_holds_the_pocketsphinx_baseline():

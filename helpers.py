@@ -743,6 +743,23 @@ def converged(result: TrainResult, longer: TrainResult | None = None, *, test_si
     return f"{'yes' if abs(change) < noise else 'no'} ({label}{change:+.3f}, noise {noise:.3f})"
 
 
+def screening_recordings(files: list[Path], indices, size: int = 6000) -> tuple[np.ndarray, torch.Tensor, np.ndarray]:
+    """(N, size) waveforms of files[indices] as stored (int16 / 32768, zero-padded or cut), their digits, and
+    the RMS amplitude of each whole recording."""
+    waveforms = [read_wav(files[i]) for i in indices]
+    raw = np.stack([np.pad(w, (0, size))[:size] for w in waveforms])
+    labels = torch.tensor([parse_file_name(files[i])[0] for i in indices])
+    return raw, labels, np.array([np.sqrt(np.mean(w ** 2)) for w in waveforms])
+
+
+def build_screening_net() -> nn.Sequential:
+    """3.5(b)'s small CNN for screening normalizations: (N, 1, 6000) -> (N, 10), two strided convolutions."""
+    return nn.Sequential(
+        nn.Conv1d(1, 16, kernel_size=64, stride=16), nn.ReLU(),  # (N, 16, 372)
+        nn.Conv1d(16, 32, kernel_size=8, stride=4), nn.ReLU(),  # (N, 32, 92)
+        nn.Flatten(), nn.Linear(32 * 92, 10))
+
+
 def compare_normalizations(raw: np.ndarray, y: torch.Tensor, normalizations: dict[str, Callable], build: Callable,
                            num_epochs: int, lr: float, train_size: int = 600, batch_size: int = 32, seed: int = 0,
                            **options) -> list[dict]:

@@ -49,6 +49,17 @@ def test_load_waveform_real_file(recordings):
     assert nb.load_waveform(file, size=100).shape == (100,)
 
 
+def test_screening_recordings_real_files(recordings):
+    files = helpers.list_recordings(recordings)
+    picks = [files.index(recordings / name) for name in ("3_theo_7.wav", "0_george_0.wav")]
+    raw, labels, rms = helpers.screening_recordings(files, picks, size=6000)
+    assert raw.shape == (2, 6000) and labels.tolist() == [3, 0]
+    whole = helpers.read_wav(recordings / "3_theo_7.wav")  # int16 / 32768, its own length
+    n = min(len(whole), 6000)
+    assert np.array_equal(raw[0, :n], whole[:n]) and not raw[0, n:].any()
+    assert rms[0] == pytest.approx(np.sqrt(np.mean(whole ** 2))) and 0 < rms[1] < 1
+
+
 def test_spoken_digits_real_data(recordings):
     data = nb.SpokenDigits(recordings)
     assert len(data) == 3000

@@ -160,6 +160,12 @@ def test_compare_normalizations_trains_once_per_normalization():
     assert by_name["none"]["mean amplitude"] == pytest.approx(np.abs(raw).mean(), rel=1e-5)
 
 
+def test_screening_net_shapes():
+    net = helpers.build_screening_net()
+    assert [shape for _, shape in helpers.shape_trace(net, (1, 6000))][1:] == [
+        (16, 372), (16, 372), (32, 92), (32, 92), (32 * 92,), (10,)]
+
+
 def test_time_shift_moves_signals_and_fills_zeros():
     x = torch.arange(1.0, 7.0).repeat(3, 1, 1)  # three copies of [[1, ..., 6]]
     shifted = helpers.time_shift(x, torch.tensor([2, 0, -1]))

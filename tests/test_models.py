@@ -242,6 +242,11 @@ def test_live_animator_redraws_at_most_every_interval(monkeypatch):
     assert shown == [] and animator.X == [[1, 2, 3], [1, 3]] and animator.Y == [[1, 0.5, 1 / 3], [0.5, 0.5]]
     animator.draw()
     assert shown == [animator.fig] and len(animator.axes[0].lines) == 2
+    axes = animator.axes[0]  # labels every 0.5, grid lines every 0.1: accuracies readable off the curve
+    low, high = axes.get_ylim()
+    ticks = np.sort([t for t in [*axes.get_yticks(), *axes.get_yticks(minor=True)] if low <= t <= high])
+    assert np.allclose(np.diff(axes.get_yticks()), 0.5) and np.allclose(np.diff(ticks), 0.1)
+    assert all(tick.gridline.get_visible() for tick in axes.yaxis.get_minor_ticks())
     animator.add(4, (0.2, 0.6), last=True)  # the last point is always drawn, once
     assert len(shown) == 2
     animator.interval = 0

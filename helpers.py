@@ -1,5 +1,5 @@
 """The toolbox of Assignment 3: receptive-field tools, FSDD download and loading (wav reading: audio.py), network shapes,
-the training loop and evaluation, tables. The answers themselves (datasets, networks) are in the notebook."""
+the training loop and evaluation, tables. The notebook defines the datasets and the networks its questions ask for."""
 from __future__ import annotations
 
 import gzip
@@ -28,8 +28,8 @@ from scipy.stats import theilslopes
 from torch import nn
 
 from atomic import write_atomically
-from audio import (FILE_NAME, MAX_WAV_BYTES, SAMPLE_RATE, SAMPLE_RATES, FSDDError,  # noqa: F401 (the notebook's names)
-                   RecordingError, list_recordings, parse_file_name, read_wav)
+from audio import (SAMPLE_RATE, FSDDError, RecordingError,  # noqa: F401 (helpers.read_wav etc.: the notebook's names)
+                   list_recordings, parse_file_name, read_wav)
 from speed import mixed_precision, native_bf16, speed_up  # noqa: F401
 
 # Fast mode, for the test suite (A3_FAST=1): train() runs every epoch as called, but on the first
@@ -106,7 +106,8 @@ _GRADIENT_LAYERS = (nn.Conv1d, nn.Conv2d, nn.AvgPool1d, nn.AvgPool2d)
 
 def compute_receptive_field(network: nn.Sequential, input_size=(15, 15),
                             binary: bool = True) -> list[torch.Tensor]:
-    """Gradient of one central output pixel (channel 0) with respect to every layer's input (1-D or 2-D)."""
+    """The field of one central output pixel (channel 0) at every layer's input, 1-D or 2-D: the output's
+    gradient there, or (`binary`) where that gradient is nonzero."""
     assert isinstance(network, torch.nn.Sequential), "This only works with torch.nn.Sequential networks."
     for layer in network:
         if not isinstance(layer, _GRADIENT_LAYERS):
@@ -180,12 +181,6 @@ def parameter_count(network: nn.Module) -> int:
 def print_parameter_count(network: nn.Module) -> None:
     """Print the number of parameters of the network."""
     print("%d parameters" % parameter_count(network))
-
-
-def receptive_field_extent(network: nn.Sequential, input_size=(15, 15)) -> tuple[int, ...]:
-    """Bounding-box size, per axis, of the input pixels one central output pixel depends on."""
-    where = compute_receptive_field(network, input_size)[0][0, 0].nonzero()
-    return tuple((where.max(0).values - where.min(0).values + 1).tolist())
 
 
 # Analytic receptive fields: per axis, a unit after a layer sees the input offsets
@@ -431,11 +426,6 @@ def shape_trace(net: nn.Sequential, input_shape: tuple[int, ...]) -> list[tuple[
     return trace
 
 
-def flat_size(net: nn.Sequential, input_shape: tuple[int, ...]) -> int:
-    """Number of features that `net` outputs for one sample of `input_shape`."""
-    return math.prod(shape_trace(net, input_shape)[-1][1])
-
-
 def dense_parameter_count(net: nn.Sequential, input_shape: tuple[int, ...]) -> int:
     """Parameters of `net` if every Conv1d were a fully connected layer with the same numbers of
     input and output features (its other layers kept)."""
@@ -615,7 +605,7 @@ def make_optimizer(net: nn.Module, name: str, lr: float, weight_decay: float, de
 
 
 def training_plot(title: str, num_epochs: int) -> LiveAnimator:
-    """d2l's live plot of loss and accuracies."""
+    """The live plot of train loss, train acc and test acc (d2l's curves, one point per epoch), titled."""
     animator = LiveAnimator(xlabel='epoch', ylabel='loss / accuracy', xlim=[1, num_epochs],
                             legend=['train loss', 'train acc', 'test acc'], figsize=(2.8, 1.4))
     animator.fig.suptitle(title, fontsize=10)
@@ -664,7 +654,7 @@ def train(net: nn.Module, train_iter, test_iter, num_epochs: int, lr: float,
           device: torch.device = DEFAULT_DEVICE, *, optimizer: str = "sgd", schedule: str | None = None,
           weight_decay: float = 0.0, bf16: bool | None = None, animate: bool = True,
           title: str | None = None) -> TrainResult:
-    """Train a model with a GPU (the assignment's d2l train function, with its live plot).
+    """Train a model on a GPU if there is one (the assignment's d2l train loop and curves; see the notebook's 3.6 note).
 
     Options: `optimizer` 'sgd' or 'adamw'; `schedule` None or 'onecycle' (warm up to `lr`, anneal to
     zero); `bf16` mixed precision (None: where the hardware has it); `animate=False` no plot, no prints;

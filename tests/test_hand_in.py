@@ -182,6 +182,7 @@ def test_the_comparisons_the_answers_draw_hold_with_a_margin():
         assert abs(last10[other] - mlp) <= 2 ** 0.5 * noise(mlp) / 2, other
     resnet, plain = last10["resnet, SGD (f)"], last10["no shortcuts, SGD"]
     assert resnet - plain <= 2 ** 0.5 * noise(plain) / 2  # 3.8(g): the shortcuts do not help
+    assert plain - resnet >= 2 ** 0.5 * noise(resnet)  # 3.8(g): without them the network does better
     assert min(resnet, plain) - base >= noise(base)  # 3.8(g): both gain over the base network
     base_then, batchnorm = printed(nb, r"test acc (\d\.\d+), with batch normalization (\d\.\d+)")
     assert abs(batchnorm - base_then) >= noise(base_then)  # 3.8(d): at equal epochs

@@ -186,6 +186,8 @@ def test_the_comparisons_the_answers_draw_hold_with_a_margin():
     assert min(resnet, plain) - base >= noise(base)  # 3.8(g): both gain over the base network
     base_then, batchnorm = printed(nb, r"test acc (\d\.\d+), with batch normalization (\d\.\d+)")
     assert abs(batchnorm - base_then) >= noise(base_then)  # 3.8(d): at equal epochs
+    batchnorm_end = acc["batch norm, SGD as given (c)"][1]
+    assert batchnorm_end - base_mean >= 2 ** 0.5 * noise(base_mean)  # 3.8(d): tests higher than the converged base
     mlp_then, mlp_bn_then = printed(nb, r"MLP test acc (\d\.\d+), with batch normalization (\d\.\d+)")
     assert abs(mlp_bn_then - mlp_then) <= 2 ** 0.5 * noise(mlp_then) / 2  # 3.8(d): not on the MLP, at equal epochs
     raw = [acc[name][1] for name, row in table.items() if verdict(row)[0] and "MFCC" not in name

@@ -114,12 +114,17 @@ def build_net_filterbank(filters: int = 40, channels: int = 32) -> nn.Sequential
 # -----------------------------------------------------------------------------
 # Evaluation of a recipe
 
+def recordings_only(recipe: Recipe | Combination, x: torch.Tensor, idx: torch.Tensor) -> torch.Tensor:
+    """x[idx] as the networks take it: the recordings, without their copies (training_features' axis 1)."""
+    return x[idx, 0] if recipe.copies else x[idx]
+
+
 def fit_predict(recipe: Recipe | Combination, x: torch.Tensor, y: torch.Tensor, train_idx: torch.Tensor,
                 test_idx: torch.Tensor, seed: int = 0) -> torch.Tensor:
     """Train recipe's network on x[train_idx] from seed `seed`; its predicted digits for x[test_idx]
     (recordings only, without their copies)."""
     net = recognizer.fit(recipe, x[train_idx], y[train_idx], seed)
-    return helpers.predict_proba(net, x[test_idx, 0] if recipe.copies else x[test_idx], bf16=False).argmax(1)
+    return helpers.predict_proba(net, recordings_only(recipe, x, test_idx), bf16=False).argmax(1)
 
 
 def confusion_matrix(y_true: torch.Tensor, y_pred: torch.Tensor, classes: int = 10) -> torch.Tensor:
@@ -296,8 +301,7 @@ def update_weight_screening(data_dir: str | os.PathLike, file: Path = RESULTS_FI
     data, results = load_fsdd(data_dir), read_results(file)
     x, y, start, accuracy = recognizer.training_features(recipe, data["recordings"]), data["y"], time.perf_counter(), {}
     for speaker, train_idx, test_idx in speaker_folds(data["speakers"]):
-        nets = recognizer.fit(recipe, x[train_idx], y[train_idx]).nets
-        x_test = x[test_idx, 0] if recipe.copies else x[test_idx]  # the recordings, not their copies
+        nets, x_test = recognizer.fit(recipe, x[train_idx], y[train_idx]).nets, recordings_only(recipe, x, test_idx)
         for w in WEIGHTS:  # the same two networks, combined at weight w
             weighted = recognizer.Combined(replace(recipe, weights=(1.0, w)), list(nets)).eval()
             accuracy[w, speaker] = accuracy_of(helpers.predict_proba(weighted, x_test, bf16=False).argmax(1),

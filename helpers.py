@@ -687,7 +687,8 @@ def train(net: nn.Module, train_iter, test_iter, num_epochs: int, lr: float,
             timing["plot"] += time.perf_counter() - tick
     if animate:
         print(f'loss {train_l:.3f}, train acc {train_acc:.3f}, test acc {test_acc:.3f}')
-        print(f'{examples * num_epochs / timing["steps"]:.1f} examples/sec on {str(device)}')
+        precision = "bfloat16" if (native_bf16(device) if bf16 is None else bf16) else "float32"
+        print(f'{examples * num_epochs / timing["steps"]:.1f} examples/sec on {str(device)}, {precision}')
     unaugmented = train_iter.unaugmented() if isinstance(train_iter, BatchLoader) else train_iter
     fit_acc = evaluate_accuracy(net, unaugmented, device, bf16)
     seconds = time.perf_counter() - start

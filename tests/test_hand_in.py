@@ -136,7 +136,7 @@ def noise(p: float) -> float:
 
 
 ANSWERED_RUNS = ["SGD as given (f)", "SGD as given, george left out", "dropout, SGD as given (a)", "MLP",
-                 "MLP, dropout", "MLP, batch norm", "resnet, SGD (f)", "no shortcuts, SGD", "MFCC, AdamW one-cycle"]
+                 "MLP, dropout", "MLP, batch norm", "resnet, SGD (f)", "no shortcuts, SGD", "MFCC, SGD"]
 
 
 @pytest.mark.parametrize("name", ANSWERED_RUNS)
@@ -190,9 +190,7 @@ def test_the_comparisons_the_answers_draw_hold_with_a_margin():
     assert batchnorm_end - base_mean >= 2 ** 0.5 * noise(base_mean)  # 3.8(d): tests higher than the converged base
     mlp_then, mlp_bn_then = printed(nb, r"MLP test acc (\d\.\d+), with batch normalization (\d\.\d+)")
     assert abs(mlp_bn_then - mlp_then) <= 2 ** 0.5 * noise(mlp_then) / 2  # 3.8(d): not on the MLP, at equal epochs
-    raw = [acc[name][1] for name, row in table.items() if verdict(row)[0] and "MFCC" not in name
-           and "left out" not in name]
-    assert acc["MFCC, AdamW one-cycle"][1] - max(raw) >= noise(max(raw))  # 3.9(d): MFCCs do better
+    assert last10["MFCC, SGD"] - plain >= 2 ** 0.5 * noise(plain)  # 3.9(d): trained alike, MFCCs do better
 
 
 def test_the_normalization_chosen_in_3_5_b_holds_with_a_margin():
@@ -209,3 +207,18 @@ def test_the_normalization_chosen_in_3_5_b_holds_with_a_margin():
                 assert max(acc.values()) - acc["standardize"] <= margin
                 return
     raise AssertionError("the committed notebook shows no screening of normalizations")
+
+
+def test_images_in_figures_are_embedded_with_many_pixels_per_data_pixel():
+    """3.4(c)'s 15x15 outputs are embedded at 20 or more image pixels per data pixel (300 dpi), so a PDF
+    viewer that smooths images (rsvg-convert marks every one for interpolation) cannot blur their pixels."""
+    import base64
+    import struct
+    svgs = [o.data["image/svg+xml"] for c in committed().cells if "plt.imshow" in c.source
+            for o in c.get("outputs", []) if "image/svg+xml" in o.get("data", {})]
+    pngs = [base64.b64decode(data) for svg in svgs
+            for data in re.findall(r'xlink:href="data:image/png;base64,\s*([^"]+)"', svg)]
+    assert len(pngs) == 5  # layers 5, 10, ..., 25
+    for png in pngs:
+        width, height = struct.unpack(">II", png[16:24])  # the PNG header's IHDR size
+        assert min(width, height) >= 20 * 15

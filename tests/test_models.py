@@ -265,6 +265,16 @@ def test_train_records_where_its_time_goes():
     assert result.test_acc_after(2) == result.test_acc and result.schedule is None
 
 
+@pytest.mark.parametrize("bf16, precision", [(False, "float32"), (True, "bfloat16")])
+def test_train_prints_the_precision_it_computed_in(capsys, monkeypatch, bf16, precision):
+    """The last line a run prints names its precision, so a reader of the notebook sees whether bfloat16 was on."""
+    monkeypatch.setattr(helpers, "training_plot", lambda title, epochs: None)  # no live plot in a test
+    data = torch.utils.data.TensorDataset(torch.randn(32, 1, 20), torch.arange(32) % 10)
+    net = nn.Sequential(nn.Conv1d(1, 2, 5), nn.Flatten(), nn.Linear(32, 10))
+    helpers.train(net, helpers.BatchLoader(data, 16), helpers.BatchLoader(data, 16), 1, 0.1, device=CPU, bf16=bf16)
+    assert capsys.readouterr().out.splitlines()[-1].endswith(f" examples/sec on cpu, {precision}")
+
+
 def test_test_noise_is_two_standard_errors():
     assert helpers.test_noise(0.5, 1000) == pytest.approx(2 * 0.5 / 1000 ** 0.5)
     assert helpers.test_noise(0.56, 1000) == pytest.approx(0.0314, abs=1e-4)  # the given run: 3 points

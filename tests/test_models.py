@@ -128,6 +128,16 @@ def test_mfcc_net_shapes_and_parameter_count():
     assert helpers.parameter_count(net) == expected
 
 
+def test_the_network_without_shortcuts_has_the_resnets_layers_and_ten_times_the_mfcc_networks_parameters():
+    """3.8(g) compares it with the resnet (the same layers but the shortcuts' 1x1 convolutions); 3.9(d) says
+    it loses to the MFCC network with many times its parameters."""
+    plain, resnet = nb.build_plain_net(), nb.build_resnet()
+    assert plain(torch.zeros(2, 1, 6000)).shape == (2, 10)
+    shortcuts = sum(helpers.parameter_count(block.conv3) for block in resnet if isinstance(block, nb.Residual))
+    assert helpers.parameter_count(plain) == helpers.parameter_count(resnet) - shortcuts
+    assert helpers.parameter_count(plain) >= 10 * helpers.parameter_count(nb.build_net_mfcc())
+
+
 def test_normalizations():
     x = np.array([0.0, 0.5, -0.25, 0.25], dtype=np.float32)
     standard = nb.NORMALIZATIONS["standardize"](x)
@@ -355,7 +365,8 @@ def given_train():
 
 def test_helpers_train_makes_the_assignments_updates_in_float32(monkeypatch):
     """On the same unshuffled batches (the given DataLoader) and in float32, helpers.train ends with the same
-    weights as the assignment's train: the same SGD updates (shuffling and bfloat16 are its only changes)."""
+    weights as the assignment's train: the same SGD updates (its loader's shuffling and bfloat16 are the only
+    changes to them; the plot and the eval-mode train accuracy change only what is shown)."""
     import IPython.display
     monkeypatch.setattr(IPython.display, "display", lambda *args, **kwargs: None)  # d2l's live plot
     monkeypatch.setattr(IPython.display, "clear_output", lambda *args, **kwargs: None)

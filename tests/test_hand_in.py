@@ -149,10 +149,10 @@ def test_the_verdicts_the_answers_rest_on_hold_with_a_margin(name):
 
 
 def printed(nb, pattern: str) -> tuple[float, ...]:
-    """The numbers that `pattern` captures in the first printed output it matches."""
+    """The numbers that `pattern` captures in the first printed (or rendered Markdown) output it matches."""
     for cell in nb.cells:
         for output in cell.get("outputs", []):
-            match = re.search(pattern, output.get("text", "")) if output.output_type == "stream" else None
+            match = re.search(pattern, output.get("text", "") + output.get("data", {}).get("text/markdown", ""))
             if match:
                 return tuple(map(float, match.groups()))
     raise AssertionError(f"no printed output matches {pattern}")
@@ -190,7 +190,11 @@ def test_the_comparisons_the_answers_draw_hold_with_a_margin():
     assert batchnorm_end - base_mean >= 2 ** 0.5 * noise(base_mean)  # 3.8(d): tests higher than the converged base
     mlp_then, mlp_bn_then = printed(nb, r"MLP test acc (\d\.\d+), with batch normalization (\d\.\d+)")
     assert abs(mlp_bn_then - mlp_then) <= 2 ** 0.5 * noise(mlp_then) / 2  # 3.8(d): not on the MLP, at equal epochs
-    assert last10["MFCC, SGD"] - plain >= 2 ** 0.5 * noise(plain)  # 3.9(d): trained alike, MFCCs do better
+    assert last10["MFCC, SGD"] - plain >= 2 ** 0.5 * noise(plain)  # 3.9(d): the same SGD, MFCCs do better
+    assert min(acc["MFCC, SGD"][0], acc["no shortcuts, SGD"][0]) >= 0.99  # 3.9(d): both fit their training data
+    difference, moved = printed(nb, r"differ by at most ([\d.e+-]+) after 2 epochs \(training moved them up to "
+                                    r"([\d.e+-]+)\)")
+    assert difference <= 1e-4 * moved  # 3.6: helpers.train makes the given train's updates (float32, same batches)
 
 
 def test_the_normalization_chosen_in_3_5_b_holds_with_a_margin():

@@ -135,7 +135,7 @@ def noise(p: float) -> float:
     return 2 * (p * (1 - p) / 1000) ** 0.5
 
 
-ANSWERED_RUNS = ["SGD as given (f)", "SGD as given, george left out", "dropout, SGD as given (a)", "MLP",
+ANSWERED_RUNS = ["SGD (f)", "SGD, george left out", "dropout, SGD (a)", "MLP",
                  "MLP, dropout", "MLP, batch norm", "resnet, SGD (f)", "no shortcuts, SGD", "MFCC, SGD"]
 
 
@@ -166,16 +166,16 @@ def test_the_comparisons_the_answers_draw_hold_with_a_margin():
     table = runs_table()
     acc = {name: (float(row["train acc"]), float(row["test acc"])) for name, row in table.items()}
     last10 = {name: float(row["test acc, last 10"]) for name, row in table.items()}
-    base_fit, base = acc["SGD as given (f)"]  # 3.6(g) is its verdict, checked above
+    base_fit, base = acc["SGD (f)"]  # 3.6(g) is its verdict, checked above
     assert base_fit - base > 0.10 + noise(base)  # 3.7(a): overfitting (a gap over 10 points)
     assert base < 0.99 - noise(base) and (base + noise(base)) ** 4 < 0.5  # 3.7(b): no; a PIN mostly misread
     assert base_fit > 0.99  # 3.7(c): fits its training recordings
     seen = printed(nb, r"george (\d\.\d+)")[0]  # 3.7(e): george's ~170 test recordings of the random split
-    unseen = acc["SGD as given, george left out"][1]  # all 500 of his recordings
+    unseen = acc["SGD, george left out"][1]  # all 500 of his recordings
     assert seen - unseen >= 2 * ((seen * (1 - seen) / 150 + unseen * (1 - unseen) / 500) ** 0.5) + noise(unseen)
-    drop_fit, drop = acc["dropout, SGD as given (a)"]
+    drop_fit, drop = acc["dropout, SGD (a)"]
     assert abs((base_fit - base) - (drop_fit - drop)) >= noise(drop)  # 3.8(b): the gap narrows (or widens)
-    drop_mean, base_mean = last10["dropout, SGD as given (a)"], last10["SGD as given (f)"]
+    drop_mean, base_mean = last10["dropout, SGD (a)"], last10["SGD (f)"]
     assert drop_fit > 0.99 and drop_mean - base_mean >= noise(base_mean)  # 3.8(b): both fit 100 %, accuracy rises
     mlp = last10["MLP"]
     for other in ("MLP, dropout", "MLP, batch norm"):  # 3.8(b), 3.8(d): no change beyond the noise on the MLP
@@ -186,7 +186,7 @@ def test_the_comparisons_the_answers_draw_hold_with_a_margin():
     assert min(resnet, plain) - base >= noise(base)  # 3.8(g): both gain over the base network
     base_then, batchnorm = printed(nb, r"test acc (\d\.\d+), with batch normalization (\d\.\d+)")
     assert abs(batchnorm - base_then) >= noise(base_then)  # 3.8(d): at equal epochs
-    batchnorm_end = acc["batch norm, SGD as given (c)"][1]
+    batchnorm_end = acc["batch norm, SGD (c)"][1]
     assert batchnorm_end - base_mean >= 2 ** 0.5 * noise(base_mean)  # 3.8(d): tests higher than the converged base
     mlp_then, mlp_bn_then = printed(nb, r"MLP test acc (\d\.\d+), with batch normalization (\d\.\d+)")
     assert abs(mlp_bn_then - mlp_then) <= 2 ** 0.5 * noise(mlp_then) / 2  # 3.8(d): not on the MLP, at equal epochs

@@ -95,7 +95,7 @@ def test_the_assignments_calls_read_and_run_as_given(executed):
     """The given calls appear verbatim and train their full epochs even in fast mode (which only shortens
     every epoch to a few batches)."""
     _, facts = executed
-    assert facts["runs"][0] == "SGD as given (f)"
+    assert facts["runs"][0] == "SGD (f)"
     assert facts["as_given"] == [[75, 0.02], [200, 0.02], [15, 0.02]]
     source = "\n".join(c.source for c in nbformat.read(ROOT / "assignment3.ipynb", as_version=4).cells)
     for call in GIVEN_CALLS:

@@ -6,7 +6,7 @@ from scripts import readme_results
 
 def test_readme_results_table_is_the_notebooks():
     table = readme_results.notebook_results()
-    assert table.startswith("| run |") and "as given" in table
+    assert table.startswith("| run |") and "| SGD (f) |" in table
     assert readme_results.readme_results() == table
 
 

@@ -666,6 +666,7 @@ def train(net: nn.Module, train_iter, test_iter, num_epochs: int, lr: float,
     title = title or f"{network_kind(net)}: {optimizer.replace('sgd', 'SGD').replace('adamw', 'AdamW')}, lr {lr:g}"
     if animate:
         print('training on', device)
+    bf16 = native_bf16(device) if bf16 is None else bf16  # resolved once: computed and printed alike
     speed_up(net.to(device), device)
     optimizer = make_optimizer(net, optimizer, lr, weight_decay, device)
     scheduler = (torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=lr, epochs=num_epochs,
@@ -687,8 +688,8 @@ def train(net: nn.Module, train_iter, test_iter, num_epochs: int, lr: float,
             timing["plot"] += time.perf_counter() - tick
     if animate:
         print(f'loss {train_l:.3f}, train acc {train_acc:.3f}, test acc {test_acc:.3f}')
-        precision = "bfloat16" if (native_bf16(device) if bf16 is None else bf16) else "float32"
-        print(f'{examples * num_epochs / timing["steps"]:.1f} examples/sec on {str(device)}, {precision}')
+        print(f'{examples * num_epochs / timing["steps"]:.1f} examples/sec on {str(device)}, '
+              f'{"bfloat16" if bf16 else "float32"}')
     unaugmented = train_iter.unaugmented() if isinstance(train_iter, BatchLoader) else train_iter
     fit_acc = evaluate_accuracy(net, unaugmented, device, bf16)
     seconds = time.perf_counter() - start

@@ -300,11 +300,15 @@ class Model:
     networks: list[Network]
     weights: list[float]
 
+    def log_probabilities(self, waveforms: list[np.ndarray]) -> np.ndarray:
+        """(N, 10): the networks' log-probabilities of every waveform, summed with their weights (the log of
+        the class probabilities, up to a constant per waveform)."""
+        return sum(w * np.log(np.maximum(n.probabilities(network_input(n.features, n.cmvn, waveforms)), 1e-30))
+                   for n, w in zip(self.networks, self.weights))
+
     def probabilities(self, waveforms: list[np.ndarray]) -> np.ndarray:
         """(N, 10): the class probabilities of every waveform."""
-        log_p = sum(w * np.log(np.maximum(n.probabilities(network_input(n.features, n.cmvn, waveforms)), 1e-30))
-                    for n, w in zip(self.networks, self.weights))
-        return softmax(log_p)
+        return softmax(self.log_probabilities(waveforms))
 
 
 # -----------------------------------------------------------------------------
@@ -364,11 +368,33 @@ def current_model(file: Path) -> Model | None:
 # -----------------------------------------------------------------------------
 # Reading: the digits of recordings
 
+SECOND_LOOK = 0.9  # a digit whose likeliest class has a lower probability is heard again at other SPEEDS
+SPEEDS = ((10, 11), (10, 9))  # resample_poly's (up, down): played 1.1 and 0.9 times as fast
+
+
+def second_look() -> dict:
+    """How classify reads unsure digits, as the results files record it."""
+    return {"below": SECOND_LOOK, "speeds": [round(down / up, 3) for up, down in SPEEDS]}
+
+
+def classify(model: Model, waveforms: list[np.ndarray]) -> np.ndarray:
+    """(N, 10): model's class probabilities of every waveform (one digit each); a waveform whose likeliest
+    class has less than SECOND_LOOK is heard again at SPEEDS, its log-probabilities averaged over the speeds
+    (a voice faster or slower than the training voices: chosen leaving one speaker out, README)."""
+    log_p = model.log_probabilities(waveforms)
+    unsure = np.flatnonzero(softmax(log_p).max(1) < SECOND_LOOK)
+    if len(unsure):
+        again = model.log_probabilities([resample_poly(waveforms[i], up, down).astype(np.float32)
+                                         for up, down in SPEEDS for i in unsure])  # (speeds * unsure, 10)
+        log_p[unsure] = (log_p[unsure] + again.reshape(len(SPEEDS), len(unsure), -1).sum(0)) / (1 + len(SPEEDS))
+    return softmax(log_p)
+
+
 def read_digits(model: Model, waveforms: list[np.ndarray]) -> list[tuple[list[int], float]]:
-    """The digits spoken in every recording (one per spoken part, in order) and the probability of that
+    """The digits spoken in every recording (one per spoken part, classify) and the probability of that
     sequence: the product of the parts' highest class probabilities."""
     parts = [spoken_parts(w) for w in waveforms]
-    probabilities = model.probabilities(sum(parts, []))
+    probabilities = classify(model, sum(parts, []))
     ends = np.cumsum([len(p) for p in parts])
     return [(probabilities[a:b].argmax(1).tolist(), float(probabilities[a:b].max(1).prod()))
             for a, b in zip(np.concatenate([[0], ends[:-1]]), ends)]

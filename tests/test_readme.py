@@ -22,6 +22,7 @@ def test_readme_recognizer_numbers_are_the_results_files():
     readings = json.loads(study.RECORDINGS_FILE.read_text())
     loso = json.loads(study.RESULTS_FILE.read_text())["recipes"][study.RECOGNIZER]
     quoted = [readings["digit accuracy"], readings["sequence accuracy"], readings["split right"],
+              readings["digit accuracy at the true cuts"], readings["clean recording accuracy"],
               readings["single digit accuracy"], loso["loso_mean"], min(loso["loso"].values()),
               json.loads(study.RESULTS_FILE.read_text())["screening"]["embedding+mfcc weight"]["loso_mean"],
               *(readings["per speaker"][s]["sequence accuracy"] for s in ("george", "nicolas"))]
@@ -30,5 +31,5 @@ def test_readme_recognizer_numbers_are_the_results_files():
     assert f"{readings['sequences']} sequences ({readings['digits']} digits)" in readme
     alone = json.loads((study.RESULTS_FILE.parent / "recordings-embedding.json").read_text())
     assert alone["recipe"] == "embedding" and study.RECOGNIZER != "embedding"
-    quoted = ", ".join(f"{alone[key]:.1%}" for key in ("digit accuracy", "sequence accuracy"))
-    assert f"{quoted} and {alone['single digit accuracy']:.1%}" in readme.replace("\n", " ")
+    quoted = ", ".join(f"{alone[key]:.1%}" for key in ("digit accuracy", "sequence accuracy", "single digit accuracy"))
+    assert f"{quoted} and {alone['clean recording accuracy']:.1%}" in readme.replace("\n", " ")

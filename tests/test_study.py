@@ -307,6 +307,15 @@ def test_speech_segments_find_each_digit_of_an_assembled_recording(recordings):
         assert all(b - a >= 0.1 * helpers.SAMPLE_RATE for a, b in segments)
 
 
+def test_assemble_with_spans_says_where_each_clip_lies(recordings):
+    clips = [clip(recordings, f"{d}_lucas_{i}.wav") for d, i in [(2, 1), (9, 2), (0, 3)]]
+    x, spans = study.assemble_with_spans(clips, np.random.default_rng(0), snr_db=(60, 60))
+    assert [b - a for a, b in spans] == [len(c) for c in clips] and spans[-1][1] < len(x)
+    for (a, b), c in zip(spans, clips):  # the clip itself, scaled, under noise 60 dB below
+        assert np.corrcoef(x[a:b], c)[0, 1] > 0.999
+    assert np.equal(study.assemble(clips, np.random.default_rng(0), snr_db=(60, 60)), x).all()
+
+
 def test_one_digit_in_a_long_noisy_recording_is_one_segment(recordings):
     x, rate = clip(recordings, "6_nicolas_20.wav"), helpers.SAMPLE_RATE
     recording = study.assemble([x], np.random.default_rng(1), lead=(3, 4), snr_db=(15, 15))
@@ -355,3 +364,62 @@ def test_read_digits_reads_sequences_of_a_held_out_speaker(recordings, held_out_
     _, p = read[0]
     single = reader.read_digits(model, [clip(recordings, f"{truths[0][0]}_{speaker}_20.wav")])
     assert len(single[0][0]) == 1 and p < 1  # one digit stays one; a sequence's probability is a product
+
+
+@pytest.mark.slow
+def test_classify_hears_only_the_unsure_digits_again_at_other_speeds(recordings, held_out_model, monkeypatch):
+    """reader.classify: a digit whose likeliest class has less than SECOND_LOOK gets the mean of its
+    log-probabilities at speed 1 and at SPEEDS; the others keep the model's own probabilities."""
+    from scipy.signal import resample_poly
+    recipe, net, speaker = held_out_model
+    rng = np.random.default_rng(0)
+    waveforms = [study.assemble([clip(recordings, f"{d}_{speaker}_{i}.wav")], rng, lead=(0.1, 0.2), snr_db=(0, 10))
+                 for d in range(10) for i in (30, 40)]
+    model = recognizer.export(net, recipe)
+    own, heard = model.probabilities(waveforms), reader.classify(model, waveforms)
+    unsure = own.max(1) < reader.SECOND_LOOK
+    assert 0 < unsure.sum() < len(waveforms)
+    np.testing.assert_allclose(heard[~unsure], own[~unsure], atol=1e-6)
+    speeds = [[w] + [resample_poly(w, up, down).astype(np.float32) for up, down in reader.SPEEDS]
+              for w, is_unsure in zip(waveforms, unsure) if is_unsure]
+    by_hand = reader.softmax(np.stack([model.log_probabilities(s).mean(0) for s in speeds]))
+    np.testing.assert_allclose(heard[unsure], by_hand, atol=1e-5)
+    monkeypatch.setattr(reader, "SECOND_LOOK", 0.0)  # never unsure: the model's own probabilities
+    np.testing.assert_allclose(reader.classify(model, waveforms), own, atol=1e-6)
+
+
+def test_fit_predict_reads_the_waveforms_it_is_given_as_the_network_does(recordings, monkeypatch):
+    """Given the waveforms of x, fit_predict reads the test recordings through the exported model: without a
+    second look, the digits the torch network predicts from x, recording by recording."""
+    files = [f for f in sorted(recordings.glob("*.wav")) if helpers.parse_file_name(f)[2] < 3]
+    waveforms = [helpers.read_wav(f) for f in files]
+    recipe = shrunk(recognizer.RECIPE, copies=0, epochs=3, members=1)
+    x = recognizer.training_features(recipe, waveforms, cache_dir=None)
+    y = torch.tensor([helpers.parse_file_name(f)[0] for f in files])
+    _, train, test = study.speaker_folds([helpers.parse_file_name(f)[1] for f in files])[0]
+    monkeypatch.setattr(reader, "SECOND_LOOK", 0.0)
+    read = study.fit_predict(recipe, x, y, train, test, waveforms=waveforms)
+    assert torch.equal(read, study.fit_predict(recipe, x, y, train, test)) and len(read) == 30
+
+
+@pytest.mark.slow
+def test_recordings_tool_counts_what_the_model_reads_of_a_held_out_speaker(recordings, held_out_model, tmp_path):
+    """tools/recordings.py's count of one held-out speaker (theo, takes 0-9) with a model trained without him:
+    every sequence, single digit and clean recording counted once, most of them read right, reproducibly."""
+    import importlib.util
+
+    from conftest import ROOT
+    spec = importlib.util.spec_from_file_location("recordings_tool", ROOT / "tools" / "recordings.py")
+    tool = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(tool)
+    recipe, net, speaker = held_out_model
+    files = [recordings / f"{d}_{speaker}_{i}.wav" for d in range(10) for i in range(10)]
+    data = {"recordings": [helpers.read_wav(f) for f in files], "y": torch.arange(10).repeat_interleave(10)}
+    model = recognizer.export(net, recipe)
+    counts = tool.speaker_counts(model, data, np.arange(100), np.random.default_rng(0), tmp_path)
+    assert (counts["sequences"], counts["singles"], counts["clean"]) == (tool.SEQUENCES, tool.SINGLES, 100)
+    assert 3 * tool.SEQUENCES <= counts["digits"] <= 7 * tool.SEQUENCES
+    rates = tool.rates(counts)
+    assert rates["clean recording accuracy"] >= 0.8 and rates["digit accuracy at the true cuts"] >= 0.7, rates
+    assert rates["split right"] >= 0.9 and 0 < rates["sequence accuracy"] <= 1, rates
+    assert tool.speaker_counts(model, data, np.arange(100), np.random.default_rng(0), tmp_path) == counts

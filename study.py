@@ -128,14 +128,10 @@ def recordings_only(recipe: Recipe | Combination, x: torch.Tensor, idx: torch.Te
 
 
 def fit_predict(recipe: Recipe | Combination, x: torch.Tensor, y: torch.Tensor, train_idx: torch.Tensor,
-                test_idx: torch.Tensor, seed: int = 0, waveforms: list[np.ndarray] | None = None) -> torch.Tensor:
+                test_idx: torch.Tensor, seed: int = 0) -> torch.Tensor:
     """Train recipe's network on x[train_idx] from seed `seed`; its predicted digits for x[test_idx]
-    (recordings only, without their copies), or, given the `waveforms` of x, as tools/recognize.py classifies
-    a digit: exported, by reader.classify (a second look at the digits it is unsure of), each recording whole."""
+    (recordings only, without their copies)."""
     net = recognizer.fit(recipe, x[train_idx], y[train_idx], seed)
-    if waveforms is not None:
-        model = recognizer.export(net, recipe)
-        return torch.from_numpy(reader.classify(model, [waveforms[i] for i in test_idx]).argmax(1))
     return helpers.predict_proba(net, recordings_only(recipe, x, test_idx), bf16=False).argmax(1)
 
 
@@ -159,26 +155,22 @@ def random_split_indices(n: int, train_count: int, seed: int) -> tuple[torch.Ten
 
 
 def evaluate_recipe(recipe: Recipe | Combination, x: torch.Tensor, y: torch.Tensor, speakers: list[str], indices: list[int],
-                    split_seed: int, seeds: tuple[int, ...] = (0, 1, 2),
-                    waveforms: list[np.ndarray] | None = None) -> dict:
+                    split_seed: int, seeds: tuple[int, ...] = (0, 1, 2)) -> dict:
     """Leave-one-speaker-out accuracies (and pooled confusion matrix), the official-split accuracy and
-    the random 2/3-split accuracies (one split, one training run per seed) of one recipe (fit_predict: given the
-    waveforms, classified as tools/recognize.py classifies a digit)."""
+    the random 2/3-split accuracies (one split, one training run per seed) of one recipe."""
     start, loso, counts = time.perf_counter(), {}, torch.zeros(10, 10, dtype=torch.long)
     for speaker, train_idx, test_idx in speaker_folds(speakers):
-        y_pred = fit_predict(recipe, x, y, train_idx, test_idx, waveforms=waveforms)
+        y_pred = fit_predict(recipe, x, y, train_idx, test_idx)
         loso[speaker] = accuracy_of(y_pred, y[test_idx])
         counts += confusion_matrix(y[test_idx], y_pred)
     train_idx, test_idx = official_split(indices)
-    official = accuracy_of(fit_predict(recipe, x, y, train_idx, test_idx, waveforms=waveforms), y[test_idx])
+    official = accuracy_of(fit_predict(recipe, x, y, train_idx, test_idx), y[test_idx])
     train_idx, test_idx = random_split_indices(len(y), round(len(y) * 2 / 3), split_seed)
-    random = [accuracy_of(fit_predict(recipe, x, y, train_idx, test_idx, seed, waveforms), y[test_idx])
-              for seed in seeds]
+    random = [accuracy_of(fit_predict(recipe, x, y, train_idx, test_idx, seed), y[test_idx]) for seed in seeds]
     return {"loso": {s: round(acc, 4) for s, acc in loso.items()}, "loso_mean": round(np.mean(list(loso.values())), 4),
             "loso_worst": round(min(loso.values()), 4), "official": round(official, 4),
             "random": [round(acc, 4) for acc in random],
-            "confusion": counts.tolist(), "seconds": round(time.perf_counter() - start),
-            **({"second look": reader.second_look()} if waveforms is not None else {})}
+            "confusion": counts.tolist(), "seconds": round(time.perf_counter() - start)}
 
 
 WAVEFORM = Recipe("build_net_waveform (M5, 64 channels), delay <= 1500 samples, speed 0.85-1.15, noise 10-40 dB",
@@ -252,12 +244,10 @@ def evaluate_sphinx(data: dict) -> dict:
 
 
 def speaker_independent_study(data_dir: str | os.PathLike, names: list[str]) -> dict:
-    """evaluate_recipe for each named recipe in RECIPES, on its training_features of the recordings in data_dir;
-    the RECOGNIZER's classified as tools/recognize.py classifies a digit (the others: their networks alone)."""
+    """evaluate_recipe for each named recipe in RECIPES, on its training_features of the recordings in data_dir."""
     data = load_fsdd(data_dir)
     return {name: evaluate_recipe(RECIPES[name], recognizer.training_features(RECIPES[name], data["recordings"]), data["y"],
-                                  data["speakers"], data["indices"], SPLIT_SEED,
-                                  waveforms=data["recordings"] if name == RECOGNIZER else None) for name in names}
+                                  data["speakers"], data["indices"], SPLIT_SEED) for name in names}
 
 
 def write_results(results: dict, file: Path = RESULTS_FILE) -> None:

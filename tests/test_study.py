@@ -388,20 +388,6 @@ def test_classify_hears_only_the_unsure_digits_again_at_other_speeds(recordings,
     np.testing.assert_allclose(reader.classify(model, waveforms), own, atol=1e-6)
 
 
-def test_fit_predict_reads_the_waveforms_it_is_given_as_the_network_does(recordings, monkeypatch):
-    """Given the waveforms of x, fit_predict reads the test recordings through the exported model: without a
-    second look, the digits the torch network predicts from x, recording by recording."""
-    files = [f for f in sorted(recordings.glob("*.wav")) if helpers.parse_file_name(f)[2] < 3]
-    waveforms = [helpers.read_wav(f) for f in files]
-    recipe = shrunk(recognizer.RECIPE, copies=0, epochs=3, members=1)
-    x = recognizer.training_features(recipe, waveforms, cache_dir=None)
-    y = torch.tensor([helpers.parse_file_name(f)[0] for f in files])
-    _, train, test = study.speaker_folds([helpers.parse_file_name(f)[1] for f in files])[0]
-    monkeypatch.setattr(reader, "SECOND_LOOK", 0.0)
-    read = study.fit_predict(recipe, x, y, train, test, waveforms=waveforms)
-    assert torch.equal(read, study.fit_predict(recipe, x, y, train, test)) and len(read) == 30
-
-
 @pytest.mark.slow
 def test_recordings_tool_counts_what_the_model_reads_of_a_held_out_speaker(recordings, held_out_model, tmp_path):
     """tools/recordings.py's count of one held-out speaker (theo, takes 0-9) with a model trained without him:

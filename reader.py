@@ -7,7 +7,8 @@ tools/recognize.py after the first takes it (started in about a second, in a few
     segmentation   speech_segments: the spoken parts of a long recording, one digit each
     network        Network: a trained network's layers as numpy arrays; Model: networks on their own front
                    ends, their log-probabilities summed with weights; saved with a header and loaded
-    reading        read_digits, read_files: the digits and their probability
+    reading        classify (a second look at unsure digits), read_parts, read_digits, read_files: the digits
+                   and their probability
 
 recognizer.py trains the networks (torch) and hands them over as a Model (recognizer.export); this module
 never imports torch, so a saved model is read without it.
@@ -391,9 +392,13 @@ def classify(model: Model, waveforms: list[np.ndarray]) -> np.ndarray:
 
 
 def read_digits(model: Model, waveforms: list[np.ndarray]) -> list[tuple[list[int], float]]:
-    """The digits spoken in every recording (one per spoken part, classify) and the probability of that
-    sequence: the product of the parts' highest class probabilities."""
-    parts = [spoken_parts(w) for w in waveforms]
+    """The digits spoken in every recording, one per spoken part (read_parts of spoken_parts)."""
+    return read_parts(model, [spoken_parts(w) for w in waveforms])
+
+
+def read_parts(model: Model, parts: list[list[np.ndarray]]) -> list[tuple[list[int], float]]:
+    """The digits of every recording's parts (classify, one digit per part, in order) and the probability of
+    that sequence: the product of the parts' highest class probabilities."""
     probabilities = classify(model, sum(parts, []))
     ends = np.cumsum([len(p) for p in parts])
     return [(probabilities[a:b].argmax(1).tolist(), float(probabilities[a:b].max(1).prod()))

@@ -104,7 +104,7 @@ EMBEDDING_RATE = 16000  # Hz: the models' input, int16 scale
 EMBEDDING_WINDOW, EMBEDDING_STEP = 76, 2  # mel frames (10 ms each) per embedding; frames between embeddings
 EMBEDDING_SECONDS = 1.0  # every clip is centred in at least this much silence
 EMBEDDING_SIZE = 96
-EMBEDDING_BATCH = 64  # windows per call of the embedding model (the same numbers at any size; 512 peaked at 1.7 GB)
+EMBEDDING_BATCH = 16  # windows per call of the embedding model: the same numbers at any size, 8-16 the fastest (cache)
 
 
 @cache

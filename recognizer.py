@@ -17,6 +17,7 @@ import hashlib
 import inspect
 import sys
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -247,9 +248,13 @@ def training_features(recipe: Recipe | Combination, waveforms: list[np.ndarray],
     if file and file.exists():
         return torch.load(file)
     rng = np.random.default_rng(seed)
-    x = torch.stack([recording_features(recipe, waveforms)] + [
-        recording_features(recipe, [perturb_voice(w, rng, snr_db=recipe.copy_snr_db) for w in waveforms])
-        for _ in range(recipe.copies)], 1)
+    with ThreadPoolExecutor(1) as worker:  # one round's features computed while the next round's copies are made
+        rounds = [worker.submit(recording_features, recipe, waveforms)]
+        for _ in range(recipe.copies):
+            copies = [perturb_voice(w, rng, snr_db=recipe.copy_snr_db) for w in waveforms]
+            rounds[-1].result()  # at most one round of copies waits (memory)
+            rounds.append(worker.submit(recording_features, recipe, copies))
+        x = torch.stack([done.result() for done in rounds], 1)
     if file:
         torch_save_atomically(x, file)
     return x

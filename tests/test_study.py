@@ -280,6 +280,16 @@ def test_embedding_features_in_chunks_on_every_core_are_the_embeddings_themselve
         assert np.array_equal(reader.embedding_features(waveforms, chunk), whole), chunk
 
 
+def test_speech_embeddings_are_the_same_at_any_batch_size(recordings, monkeypatch):
+    """EMBEDDING_BATCH is a speed setting only: every window is embedded on its own, bit for bit."""
+    waveforms = [clip(recordings, f"{digit}_theo_{digit}.wav") for digit in range(8)]
+    embedded = {}
+    for size in (1, 7, 64):
+        monkeypatch.setattr(reader, "EMBEDDING_BATCH", size)
+        embedded[size] = np.concatenate(reader.speech_embeddings(waveforms))
+    assert len(embedded[1]) > 7 + 64 and all(np.array_equal(e, embedded[1]) for e in embedded.values())
+
+
 def test_embedding_input_centres_the_clip_in_a_second_at_16_khz():
     x = reader.embedding_input(np.full(4000, 0.5, np.float32))  # 0.5 s at 8 kHz
     assert x.shape == (16000,) and x.dtype == np.float32
@@ -331,6 +341,10 @@ def test_training_features_hold_every_copy_and_are_cached(tmp_path, monkeypatch)
     x = recognizer.training_features(recipe, waveforms, tmp_path)
     assert x.shape == (3, 3, 13, 74) and torch.equal(x[:, 0], recognizer.recording_features(recipe, waveforms))
     assert not torch.equal(x[:, 1], x[:, 0]) and not torch.equal(x[:, 1], x[:, 2])
+    rng = np.random.default_rng(0)  # seed 0's copies made round after round, as without the worker thread
+    for k in (1, 2):
+        copies = [recognizer.perturb_voice(w, rng, snr_db=recipe.copy_snr_db) for w in waveforms]
+        assert torch.equal(x[:, k], recognizer.recording_features(recipe, copies)), k
     assert len(list(tmp_path.glob("features-*.pt"))) == 1 and not list(tmp_path.glob(".*partial"))
     noisier = recognizer.training_features(replace(recipe, copy_snr_db=(0, 5)), waveforms, tmp_path)
     assert torch.equal(noisier[:, 0], x[:, 0]) and not torch.equal(noisier[:, 1], x[:, 1])  # other copies, cached apart

@@ -246,6 +246,15 @@ def test_fingerprint_follows_the_recipe_definition(fit_calls):
         assert recognizer.recipe_fingerprint(dataclasses.replace(tiny, **changed)) not in fingerprints, changed
 
 
+def test_fingerprint_follows_the_front_ends_settings(monkeypatch):
+    """A setting the front end reads (here the embedding's window step) is part of the fingerprint, so a
+    model or feature cache computed with another value is not reused."""
+    before = recognizer.recipe_fingerprint(recognizer.EMBEDDING)
+    monkeypatch.setattr(reader, "EMBEDDING_STEP", reader.EMBEDDING_STEP + 1)
+    assert recognizer.recipe_fingerprint(recognizer.EMBEDDING) != before
+    assert f"EMBEDDING_STEP = {reader.EMBEDDING_STEP}" in recognizer.front_end_source(recognizer.EMBEDDING)
+
+
 def test_retrain_forces_training(tmp_path, capsys, fit_calls, data_dir, user_folder):
     models = tmp_path / "models"
     run(capsys, user_folder, "--data", data_dir, "--models", models)

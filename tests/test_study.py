@@ -261,12 +261,12 @@ def clip(recordings, name: str) -> np.ndarray:
 
 
 @pytest.mark.slow
-def test_speech_embeddings_give_96_values_every_20_ms(recordings):
+def test_speech_embeddings_give_96_values_every_80_ms(recordings):
     short, long = np.zeros(2000, np.float32), np.zeros(24000, np.float32)  # 0.25 s, 3 s
     short[500:1500] = clip(recordings, "4_jackson_0.wav")[:1000]
     embeddings = reader.speech_embeddings([short, long])
-    assert embeddings[0].shape == (11, 96)  # 1 s: 97 frames of 10 ms, a window of 76 every 2
-    assert reader.mel_windows(reader.embedding_input(short)).shape == (11, 76, 32, 1)
+    assert embeddings[0].shape == (9, 96)  # 1.5 s: 147 frames of 10 ms, a window of 76 every 8
+    assert reader.mel_windows(reader.embedding_input(short)).shape == (9, 76, 32, 1)
     assert len(embeddings[1]) > 3 * len(embeddings[0]) and np.isfinite(embeddings[1]).all()
     assert np.abs(embeddings[0] - embeddings[1][:len(embeddings[0])]).max() > 1  # speech differs from silence
 
@@ -282,7 +282,7 @@ def test_embedding_features_in_chunks_on_every_core_are_the_embeddings_themselve
 
 def test_speech_embeddings_are_the_same_at_any_batch_size(recordings, monkeypatch):
     """EMBEDDING_BATCH is a speed setting only: every window is embedded on its own, bit for bit."""
-    waveforms = [clip(recordings, f"{digit}_theo_{digit}.wav") for digit in range(8)]
+    waveforms = [clip(recordings, f"{digit}_theo_{digit}.wav") for digit in range(10)]
     embedded = {}
     for size in (1, 7, 64):
         monkeypatch.setattr(reader, "EMBEDDING_BATCH", size)
@@ -290,12 +290,12 @@ def test_speech_embeddings_are_the_same_at_any_batch_size(recordings, monkeypatc
     assert len(embedded[1]) > 7 + 64 and all(np.array_equal(e, embedded[1]) for e in embedded.values())
 
 
-def test_embedding_input_centres_the_clip_in_a_second_at_16_khz():
+def test_embedding_input_centres_the_clip_in_1_5_seconds_at_16_khz():
     x = reader.embedding_input(np.full(4000, 0.5, np.float32))  # 0.5 s at 8 kHz
-    assert x.shape == (16000,) and x.dtype == np.float32
+    assert x.shape == (24000,) and x.dtype == np.float32
     loud = np.flatnonzero(np.abs(x) > 1000)
-    assert abs(loud[0] - 4000) < 20 and abs(loud[-1] - 12000) < 20 and abs(x[8000] / 32767 - 0.5) < 0.01
-    assert len(reader.embedding_input(np.zeros(12000, np.float32))) == 24000  # longer clips: not cut
+    assert abs(loud[0] - 8000) < 20 and abs(loud[-1] - 16000) < 20 and abs(x[12000] / 32767 - 0.5) < 0.01
+    assert len(reader.embedding_input(np.zeros(16000, np.float32))) == 32000  # longer clips: not cut
 
 
 def test_perturb_voice_changes_pace_loudness_and_padding_reproducibly(recordings):

@@ -21,8 +21,8 @@ sequence if the parts are right and independent.
 
 The model is recognizer.RECIPE trained on all 3,000 FSDD recordings: a small network on Google's
 pretrained speech embedding and a convolutional network on MFCCs, their log-probabilities summed
-(the MFCC network's at half weight). The first run downloads FSDD into --data (set FSDD_SOURCE to a
-local archive to skip the download) and trains it, which takes minutes (the embeddings of the
+(the MFCC network's weighted by recognizer.MFCC_WEIGHT). The first run downloads FSDD into --data (set
+FSDD_SOURCE to a local archive to skip the download) and trains it, which takes minutes (the embeddings of the
 recordings and their perturbed copies, on every core, kept in --models for later trainings, then the
 networks), and saves it as --models/recognizer.npz, numpy
 arrays that later runs read without torch, in a second or two. A model file that is unreadable, or

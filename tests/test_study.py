@@ -183,15 +183,20 @@ def test_results_file_describes_every_screened_recipe():
 
 
 def test_recognizer_weight_is_the_screened_best_and_its_selection_bias_is_stored():
-    """recognizer.MFCC_WEIGHT is the best of the screened weights, whose LOSO at that weight is the recipe's
-    own (the same folds and seeds); the entry also holds each speaker's score at the weight chosen without him."""
+    """recognizer.MFCC_WEIGHT is the best leaving one speaker out of the screened weights whose random split reaches
+    study.SEEN_GOAL on every seed, and lower weights miss it; its scores at that weight are the recipe's own (the same
+    folds, split and seeds); the entry also holds each speaker's score at the weight chosen without him."""
     results = json.loads(study.RESULTS_FILE.read_text())
-    entry = results["screening"]["embedding+mfcc weight"]
+    entry, recipe = results["screening"]["embedding+mfcc weight"], results["recipes"][study.RECOGNIZER]
     by_weight = {float(w): acc for w, acc in entry["loso_mean by weight"].items()}
-    assert set(by_weight) == set(study.WEIGHTS) and by_weight[0.0] == results["recipes"]["embedding"]["loso_mean"]
-    assert max(by_weight, key=by_weight.get) == recognizer.MFCC_WEIGHT == recognizer.RECIPE.weights[1]
-    assert by_weight[recognizer.MFCC_WEIGHT] == results["recipes"][study.RECOGNIZER]["loso_mean"]
-    assert list(entry["loso"]) == SPEAKERS and set(entry["weight chosen"].values()) <= set(study.WEIGHTS)
+    random = {float(w): acc for w, acc in entry["random by weight"].items()}
+    assert set(by_weight) == set(random) == set(study.WEIGHTS)
+    assert by_weight[0.0] == results["recipes"]["embedding"]["loso_mean"]
+    seen = [w for w in study.WEIGHTS if min(random[w]) >= study.SEEN_GOAL]
+    assert seen == entry["weights reaching the random goal"] and min(seen) == recognizer.MFCC_WEIGHT
+    assert max(seen, key=by_weight.get) == recognizer.MFCC_WEIGHT == recognizer.RECIPE.weights[1]
+    assert by_weight[recognizer.MFCC_WEIGHT] == recipe["loso_mean"] and random[recognizer.MFCC_WEIGHT] == recipe["random"]
+    assert list(entry["loso"]) == SPEAKERS and set(entry["weight chosen"].values()) <= set(seen)
 
 
 def test_weight_screening_combines_the_same_two_networks_at_every_weight(recordings, tmp_path):
@@ -206,7 +211,9 @@ def test_weight_screening_combines_the_same_two_networks_at_every_weight(recordi
     entry = study.update_weight_screening(data_dir, tmp_path / "results.json", recipe)["screening"][
         "embedding+mfcc weight"]
     assert set(map(float, entry["loso_mean by weight"])) == set(study.WEIGHTS) and list(entry["loso"]) == SPEAKERS
-    assert set(entry["weight chosen"].values()) <= set(study.WEIGHTS)
+    assert set(map(float, entry["random by weight"])) == set(study.WEIGHTS)
+    assert all(len(accuracies) == 3 for accuracies in entry["random by weight"].values())
+    assert set(entry["weight chosen"].values()) <= set(entry["weights reaching the random goal"]) <= set(study.WEIGHTS)
     data = study.load_fsdd(data_dir)
     x = recognizer.training_features(recipe, data["recordings"], cache_dir=None)
     alone = [study.accuracy_of(helpers.predict_proba(recognizer.fit(recipe, x[train], data["y"][train]).nets[0],

@@ -37,7 +37,8 @@ def main(args: list[str]) -> None:
         print(f"pocketsphinx: mean {results['baselines']['pocketsphinx']['loso_mean']:.3f}")
     elif args[:1] == ["--weight"]:
         entry = study.update_weight_screening(helpers.download_fsdd())["screening"]["embedding+mfcc weight"]
-        print(f"mean by weight {entry['loso_mean by weight']}; chosen without the speaker: {entry['loso_mean']:.4f}")
+        print(f"leaving one speaker out, mean by weight {entry['loso_mean by weight']}; random split by weight "
+              f"{entry['random by weight']}; chosen without the speaker: {entry['loso_mean']:.4f}")
     elif args[:1] == ["--screen"]:
         for name in args[2:]:
             study.update_screening(helpers.download_fsdd(), name, args[1].split(","))

@@ -30,6 +30,7 @@ from recognizer import Combination, Recipe, conv_bn_relu, gap_head
 RESULTS_FILE = Path(__file__).parent / "results" / "speaker_independent.json"
 RECORDINGS_FILE = RESULTS_FILE.parent / "recordings.json"  # tools/recordings.py: sequences, long recordings
 SPLIT_SEED = 0  # the notebook's SEED, so the random 2/3 split is the one of 3.5
+RANDOM_SEEDS = (0, 1, 2)  # the training runs on that split, one per seed
 
 
 # -----------------------------------------------------------------------------
@@ -154,8 +155,13 @@ def random_split_indices(n: int, train_count: int, seed: int) -> tuple[torch.Ten
     return torch.tensor(train.indices), torch.tensor(test.indices)
 
 
+def notebook_split(n: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """The (train, test) indices of the notebook's random 2/3 split of n recordings (SPLIT_SEED)."""
+    return random_split_indices(n, round(n * 2 / 3), SPLIT_SEED)
+
+
 def evaluate_recipe(recipe: Recipe | Combination, x: torch.Tensor, y: torch.Tensor, speakers: list[str], indices: list[int],
-                    split_seed: int, seeds: tuple[int, ...] = (0, 1, 2)) -> dict:
+                    seeds: tuple[int, ...] = RANDOM_SEEDS) -> dict:
     """Leave-one-speaker-out accuracies (and pooled confusion matrix), the official-split accuracy and
     the random 2/3-split accuracies (one split, one training run per seed) of one recipe."""
     start, loso, counts = time.perf_counter(), {}, torch.zeros(10, 10, dtype=torch.long)
@@ -165,7 +171,7 @@ def evaluate_recipe(recipe: Recipe | Combination, x: torch.Tensor, y: torch.Tens
         counts += confusion_matrix(y[test_idx], y_pred)
     train_idx, test_idx = official_split(indices)
     official = accuracy_of(fit_predict(recipe, x, y, train_idx, test_idx), y[test_idx])
-    train_idx, test_idx = random_split_indices(len(y), round(len(y) * 2 / 3), split_seed)
+    train_idx, test_idx = notebook_split(len(y))
     random = [accuracy_of(fit_predict(recipe, x, y, train_idx, test_idx, seed), y[test_idx]) for seed in seeds]
     return {"loso": {s: round(acc, 4) for s, acc in loso.items()}, "loso_mean": round(np.mean(list(loso.values())), 4),
             "loso_worst": round(min(loso.values()), 4), "official": round(official, 4),
@@ -234,7 +240,7 @@ def evaluate_sphinx(data: dict) -> dict:
     y = data["y"]
     loso = {s: round(accuracy_of(y_pred[test], y[test]), 4) for s, _, test in speaker_folds(data["speakers"])}
     _, official = official_split(data["indices"])
-    _, random = random_split_indices(len(y), round(len(y) * 2 / 3), SPLIT_SEED)
+    _, random = notebook_split(len(y))
     return {"config": SPHINX_CONFIG.format(version=version("pocketsphinx")), "loso": loso,
             "loso_mean": round(np.mean(list(loso.values())), 4), "loso_worst": min(loso.values()),
             "official": round(accuracy_of(y_pred[official], y[official]), 4),
@@ -247,7 +253,7 @@ def speaker_independent_study(data_dir: str | os.PathLike, names: list[str]) -> 
     """evaluate_recipe for each named recipe in RECIPES, on its training_features of the recordings in data_dir."""
     data = load_fsdd(data_dir)
     return {name: evaluate_recipe(RECIPES[name], recognizer.training_features(RECIPES[name], data["recordings"]), data["y"],
-                                  data["speakers"], data["indices"], SPLIT_SEED) for name in names}
+                                  data["speakers"], data["indices"]) for name in names}
 
 
 def write_results(results: dict, file: Path = RESULTS_FILE) -> None:
@@ -322,8 +328,8 @@ def update_weight_screening(data_dir: str | os.PathLike, file: Path = RESULTS_FI
     x, y, start = recognizer.training_features(recipe, data["recordings"]), data["y"], time.perf_counter()
     loso = {speaker: weight_accuracies(recipe, x, y, train_idx, test_idx)
             for speaker, train_idx, test_idx in speaker_folds(data["speakers"])}
-    train_idx, test_idx = random_split_indices(len(y), round(len(y) * 2 / 3), SPLIT_SEED)
-    random = [weight_accuracies(recipe, x, y, train_idx, test_idx, seed) for seed in (0, 1, 2)]
+    train_idx, test_idx = notebook_split(len(y))
+    random = [weight_accuracies(recipe, x, y, train_idx, test_idx, seed) for seed in RANDOM_SEEDS]
     seen = [w for w in WEIGHTS if min(r[w] for r in random) >= SEEN_GOAL] or list(WEIGHTS)
     speakers = sorted(loso)
     chosen = {s: max(seen, key=lambda w: np.mean([loso[o][w] for o in speakers if o != s])) for s in speakers}

@@ -29,6 +29,10 @@ def test_readme_recognizer_numbers_are_the_results_files():
     for value in quoted:
         assert f"{value:.1%}" in readme, f"{value:.1%}"
     assert f"{readings['sequences']} sequences ({readings['digits']} digits)" in readme
+    screening = json.loads(study.RESULTS_FILE.read_text())["screening"]
+    for name in ("embedding_espeak_voices", "embedding_speaker_mean", "embedding+mfcc_noise_copies",
+                 "embedding_noisy_real_copies"):  # the paragraph on the variants screened and not kept
+        assert f"{screening[name]['loso_mean']:.1%}" in readme, name
     alone = json.loads((study.RESULTS_FILE.parent / "recordings-embedding.json").read_text())
     assert alone["recipe"] == "embedding" and study.RECOGNIZER != "embedding"
     quoted = ", ".join(f"{alone[key]:.1%}" for key in ("digit accuracy", "sequence accuracy", "single digit accuracy"))

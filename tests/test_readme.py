@@ -31,7 +31,8 @@ def test_readme_recognizer_numbers_are_the_results_files():
     assert f"{readings['sequences']} sequences ({readings['digits']} digits)" in readme
     screening = json.loads(study.RESULTS_FILE.read_text())["screening"]
     for name in ("embedding_espeak_voices", "embedding_speaker_mean", "embedding+mfcc_noise_copies",
-                 "embedding_noisy_real_copies", "embedding_mel_warp"):  # the paragraph on the variants screened and not kept
+                 "embedding_noisy_real_copies", "embedding_mel_warp",
+                 "embedding_speaker_adversarial"):  # the paragraph on the variants screened and not kept
         assert f"{screening[name]['loso_mean']:.1%}" in readme, name
     alone = json.loads((study.RESULTS_FILE.parent / "recordings-embedding.json").read_text())
     assert alone["recipe"] == "embedding" and study.RECOGNIZER != "embedding"
